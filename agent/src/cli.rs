@@ -1,0 +1,272 @@
+//! The agent's command line. Hand-rolled on lexopt to keep the binary small;
+//! the help texts are the reference for every option.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use kmm_day1_config::{CONFIG_DIR, STORE_DIR};
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    pub config_dir: PathBuf,
+    pub store: PathBuf,
+    /// Overrides `uname -r`.
+    pub kernel_release: Option<String>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            config_dir: PathBuf::from(CONFIG_DIR),
+            store: PathBuf::from(STORE_DIR),
+            kernel_release: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullOpts {
+    pub common: Common,
+    /// Never reboot, whatever `after_pull` says (tests, manual runs).
+    pub no_reboot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplaceOpts {
+    pub common: Common,
+    /// Print the plan, touch nothing.
+    pub dry_run: bool,
+    pub json: bool,
+    /// A directory holding `<kernel>/modules.dep` that stands in for the
+    /// store's tree (dry runs on any module tree).
+    pub modules_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusOpts {
+    pub common: Common,
+    pub json: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Help(&'static str),
+    Version,
+    Pull(PullOpts),
+    Replace(ReplaceOpts),
+    Status(StatusOpts),
+}
+
+pub const MAIN_HELP: &str = "\
+kmm-day1-agent: swap in-tree kernel modules for out-of-tree ones from a KMM driver image
+
+Usage: kmm-day1-agent <COMMAND> [OPTIONS]
+
+Commands:
+  pull      Fetch the driver image for the running kernel into the store (kmm-day1-pull.service)
+  replace   Remove the in-tree modules and load the stored ones (kmm-day1-replace.service)
+  status    Show what was pulled and loaded, and what happens next
+
+Options:
+  -h, --help     Print help (also after a command)
+  -V, --version  Print version
+
+Configs are read from /etc/kmm-day1/*.toml; state lives in /var/lib/kmm-day1.
+";
+
+const COMMON_HELP: &str = "
+Common options:
+      --config-dir DIR       Node configs to read [default: /etc/kmm-day1]
+      --store DIR            Store root [default: /var/lib/kmm-day1]
+      --kernel-release REL   Act for this kernel instead of `uname -r`
+  -h, --help                 Print help
+";
+
+pub const PULL_HELP: &str = "\
+Fetch the driver image for the running kernel, verify every blob, extract the module tree
+and firmware into the store, then act on `after_pull` (reboot by default).
+
+Usage: kmm-day1-agent pull [OPTIONS]
+
+Options:
+      --no-reboot            Never reboot, whatever the config says
+";
+
+pub const REPLACE_HELP: &str = "\
+Remove the in-tree modules and load the out-of-tree ones from the store, with their
+dependencies and parameters; on any failure, put the in-tree modules back.
+
+Usage: kmm-day1-agent replace [OPTIONS]
+
+Options:
+      --dry-run              Print the plan; change nothing (no root needed)
+      --json                 Print the plan as JSON (with --dry-run)
+      --modules-root DIR     Plan from DIR/<kernel>/modules.dep instead of the store
+";
+
+pub const STATUS_HELP: &str = "\
+Show, per config, the image and digest, the store state, the loaded modules, the last
+pull and replace results, and the next action. Exit code: 0 ok, 1 degraded, 2 failed.
+
+Usage: kmm-day1-agent status [OPTIONS]
+
+Options:
+      --json                 Machine-readable output (stable, documented)
+";
+
+/// The full help text of a subcommand: its own part, then the common options.
+pub fn help(sub: &str) -> String {
+    let own = match sub {
+        "pull" => PULL_HELP,
+        "replace" => REPLACE_HELP,
+        "status" => STATUS_HELP,
+        _ => return MAIN_HELP.to_string(),
+    };
+    format!("{own}{COMMON_HELP}")
+}
+
+pub fn version() -> String {
+    format!(
+        "kmm-day1-agent {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("KMM_DAY1_GIT_REV").unwrap_or("unknown revision")
+    )
+}
+
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
+    use lexopt::prelude::*;
+
+    let mut parser = lexopt::Parser::from_iter(args);
+    let sub = match parser.next()? {
+        Some(Short('h') | Long("help")) => return Ok(Command::Help(MAIN_HELP)),
+        Some(Short('V') | Long("version")) => return Ok(Command::Version),
+        Some(Value(v)) => v.string()?,
+        Some(other) => return Err(other.unexpected().into()),
+        None => bail!("a command is required (pull, replace or status); see --help"),
+    };
+    if !matches!(sub.as_str(), "pull" | "replace" | "status") {
+        bail!("unknown command `{sub}`: expected pull, replace or status; see --help");
+    }
+    let mut common = Common::default();
+    let (mut no_reboot, mut dry_run, mut json, mut modules_root) = (false, false, false, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => {
+                // Leaked once per process: the help is printed and we exit.
+                return Ok(Command::Help(Box::leak(help(&sub).into_boxed_str())));
+            }
+            Long("config-dir") => common.config_dir = parser.value()?.into(),
+            Long("store") => common.store = parser.value()?.into(),
+            Long("kernel-release") => {
+                common.kernel_release = Some(parser.value()?.string()?);
+            }
+            Long("no-reboot") if sub == "pull" => no_reboot = true,
+            Long("dry-run") if sub == "replace" => dry_run = true,
+            Long("json") if sub != "pull" => json = true,
+            Long("modules-root") if sub == "replace" => {
+                modules_root = Some(PathBuf::from(parser.value()?));
+            }
+            other => {
+                return Err(anyhow::Error::from(other.unexpected()))
+                    .with_context(|| format!("`{sub}`: see `kmm-day1-agent {sub} --help`"))
+            }
+        }
+    }
+    Ok(match sub.as_str() {
+        "pull" => Command::Pull(PullOpts { common, no_reboot }),
+        "replace" => {
+            if json && !dry_run {
+                bail!("`replace --json` prints a plan: use it with --dry-run");
+            }
+            Command::Replace(ReplaceOpts {
+                common,
+                dry_run,
+                json,
+                modules_root,
+            })
+        }
+        _ => Command::Status(StatusOpts { common, json }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command> {
+        parse(
+            std::iter::once("kmm-day1-agent")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn subcommands_and_options() {
+        assert_eq!(
+            p(&[
+                "pull",
+                "--no-reboot",
+                "--store",
+                "/s",
+                "--kernel-release",
+                "6.1.0-1-amd64"
+            ])
+            .unwrap(),
+            Command::Pull(PullOpts {
+                common: Common {
+                    store: "/s".into(),
+                    kernel_release: Some("6.1.0-1-amd64".into()),
+                    ..Common::default()
+                },
+                no_reboot: true,
+            })
+        );
+        let Command::Replace(r) = p(&[
+            "replace",
+            "--dry-run",
+            "--json",
+            "--modules-root",
+            "/lib/modules",
+        ])
+        .unwrap() else {
+            panic!("expected replace");
+        };
+        assert!(r.dry_run && r.json);
+        assert_eq!(
+            r.modules_root.as_deref(),
+            Some(std::path::Path::new("/lib/modules"))
+        );
+        assert_eq!(r.common.config_dir, PathBuf::from(CONFIG_DIR));
+        assert!(matches!(
+            p(&["status", "--json"]).unwrap(),
+            Command::Status(StatusOpts { json: true, .. })
+        ));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(p(&["--help"]).unwrap(), Command::Help(MAIN_HELP));
+        let Command::Help(h) = p(&["replace", "--help"]).unwrap() else {
+            panic!()
+        };
+        assert!(h.contains("--dry-run") && h.contains("--config-dir"));
+        assert_eq!(p(&["-V"]).unwrap(), Command::Version);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = format!("{:#}", p(&[]).unwrap_err());
+        assert!(e.contains("a command is required"), "{e}");
+        let e = format!("{:#}", p(&["fetch"]).unwrap_err());
+        assert!(e.contains("unknown command `fetch`"), "{e}");
+        let e = format!("{:#}", p(&["pull", "--dry-run"]).unwrap_err());
+        assert!(e.contains("--dry-run") && e.contains("pull --help"), "{e}");
+        let e = format!("{:#}", p(&["replace", "--json"]).unwrap_err());
+        assert!(e.contains("with --dry-run"), "{e}");
+        let e = format!("{:#}", p(&["pull", "--store"]).unwrap_err());
+        assert!(e.contains("--store"), "{e}");
+    }
+}

@@ -1,0 +1,46 @@
+//! kmm-day1-agent: runs on the node, from the units in `systemd/`.
+//!
+//! It is embedded in a MachineConfig, so it is small and fully static (design
+//! §6): no async runtime, no container runtime, no C libraries.
+
+/// Command-line parsing (lexopt: clap costs ~300 KB here).
+mod cli;
+/// `pull`: fetch the driver image for the running kernel into the store.
+mod pull;
+/// `replace`: swap in-tree modules for the stored out-of-tree ones.
+mod replace;
+/// `status`: report what the agent did and will do.
+mod status;
+/// The on-disk store shared by every phase.
+#[allow(dead_code)] // used by pull and replace as they land
+mod store;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line, which is what
+            // the journal and `systemctl status` show best.
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    match cli::parse(std::env::args_os())? {
+        cli::Command::Help(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Version => {
+            println!("{}", cli::version());
+            Ok(ExitCode::SUCCESS)
+        }
+        cli::Command::Pull(opts) => pull::run(&opts),
+        cli::Command::Replace(opts) => replace::run(&opts),
+        cli::Command::Status(opts) => status::run(&opts),
+    }
+}

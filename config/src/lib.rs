@@ -1,0 +1,589 @@
+//! The node configuration of kmm-day1: `/etc/kmm-day1/<name>.toml`.
+//!
+//! The generator writes it and the agent reads it, through the one type in this
+//! crate. Parsing and validation happen once, here, so both programs reject the
+//! same files with the same messages; the rest of either program only ever sees
+//! a [`NodeConfig`] that has passed [`NodeConfig::validate`].
+
+pub mod image;
+pub mod kernel;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use image::ImageRef;
+pub use kernel::KernelVars;
+
+/// Where the MachineConfig puts the node configs (one file per MachineConfig).
+pub const CONFIG_DIR: &str = "/etc/kmm-day1";
+/// The agent's own state: downloaded trees, results, counters.
+pub const STORE_DIR: &str = "/var/lib/kmm-day1";
+/// Where Ignition installs the agent (`/var/usrlocal/bin` on RHCOS).
+pub const AGENT_PATH: &str = "/usr/local/bin/kmm-day1-agent";
+/// The node's pull secret on OpenShift.
+pub const KUBELET_AUTH_FILE: &str = "/var/lib/kubelet/config.json";
+
+/// Why a config (or a value derived from it) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("image reference `{0}` is invalid: {1}")]
+    InvalidImage(String, String),
+    #[error("template `{0}`: {1}")]
+    Template(String, String),
+    #[error("kernel release `{0}` is invalid: it needs at least major.minor.patch (as `uname -r` prints)")]
+    InvalidKernelRelease(String),
+}
+
+/// What the agent does once a new tree is in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterPull {
+    /// Reboot so the replace unit swaps the module early in the next boot,
+    /// before anything uses the in-tree driver (the safe default).
+    #[default]
+    Reboot,
+    /// Swap the module immediately, without a reboot.
+    Live,
+    /// Do nothing; the swap happens at the next boot, whenever that is.
+    None,
+}
+
+/// One `[[kernel_mappings]]` entry, with KMM's semantics: the first entry whose
+/// `literal` equals, or whose `regexp` matches, the kernel release wins.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelMapping {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub literal: Option<String>,
+    /// Unanchored, as KMM's (Go) `regexp.MatchString`; anchor with `^…$`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<String>,
+    /// Overrides the top-level `image` for the kernels this entry matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Overrides the top-level `in_tree_remove`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_tree_remove: Option<Vec<String>>,
+    /// Overrides `pull.insecure` for this entry's registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// Overrides `pull.insecure_skip_tls_verify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_tls_verify: Option<bool>,
+}
+
+/// `[pull]`: how the agent reaches the registry and what it does afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PullOptions {
+    /// docker-config JSON files with registry credentials, tried in order.
+    pub auth_files: Vec<String>,
+    /// Plain HTTP to the registry (KMM's `registryTLS.insecure`).
+    pub insecure: bool,
+    /// TLS without certificate verification (KMM's `insecureSkipTLSVerify`).
+    pub insecure_skip_tls_verify: bool,
+    /// Extra directory of PEM CA certificates, besides the system store and
+    /// `/etc/docker/certs.d/<host>` / `/etc/containers/certs.d/<host>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_dir: Option<String>,
+    pub after_pull: AfterPull,
+    /// Reboots the agent may request for one kernel release before it gives
+    /// up: a guard against an image that never yields a loadable tree.
+    pub max_reboots_per_kernel: u32,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            auth_files: vec![KUBELET_AUTH_FILE.to_string()],
+            insecure: false,
+            insecure_skip_tls_verify: false,
+            ca_dir: None,
+            after_pull: AfterPull::Reboot,
+            max_reboots_per_kernel: 2,
+        }
+    }
+}
+
+/// `[limits]`: caps on what an image may make the agent download and write.
+/// A registry can be compromised; these keep a hostile image from filling the
+/// disk or the inode table of `/var`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Bytes of all layers as downloaded (compressed).
+    pub max_download_bytes: u64,
+    /// Bytes written to the store after decompression and filtering.
+    pub max_extract_bytes: u64,
+    /// Tar entries read across all layers.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_download_bytes: 4 << 30,
+            max_extract_bytes: 4 << 30,
+            max_entries: 200_000,
+        }
+    }
+}
+
+/// `/etc/kmm-day1/<name>.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The driver image; may use KMM's kernel variables or be pinned by digest.
+    /// Optional only when every kernel mapping names its own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Kernel modules to load, in this order, each with its dependencies.
+    pub modules: Vec<String>,
+    /// In-tree modules to remove first; default: the names in `modules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_tree_remove: Option<Vec<String>>,
+    /// Module parameters, `name = ["key=value", …]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, Vec<String>>,
+    /// Directory in the image that holds `lib/modules/<kernel>` (KMM's `dirName`).
+    #[serde(default = "default_module_root")]
+    pub module_root: String,
+    /// Firmware directory in the image, exposed through `firmware_class.path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_dir: Option<String>,
+    /// Value of `${MOD_NAME}`; default: the config's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mod_name: Option<String>,
+    /// Value of `${MOD_NAMESPACE}`; default: empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mod_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_mappings: Vec<KernelMapping>,
+    #[serde(default)]
+    pub pull: PullOptions,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_module_root() -> String {
+    "/opt".to_string()
+}
+
+/// What a config says for one kernel release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The image reference after variable substitution, as written.
+    pub reference: String,
+    pub image: ImageRef,
+    pub in_tree_remove: Vec<String>,
+    pub insecure: bool,
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// Module names compare with `-` and `_` as equal, as the kernel does.
+pub fn module_name_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || (x == b'-' || x == b'_') && (y == b'-' || y == b'_'))
+}
+
+/// The canonical form of a module name (`-` → `_`), as in `/proc/modules`.
+pub fn module_name_canonical(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn valid_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 56 // MODULE_NAME_LEN - 1 in the kernel
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A config's name becomes a directory in the store and part of messages.
+pub fn valid_config_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A kernel release that every template is checked against when a config is
+/// validated, so a bad variable is caught when the config is written.
+const PROBE_RELEASE: &str = "5.14.0-427.13.1.el9_4.x86_64";
+
+impl NodeConfig {
+    /// A config with the given image and modules and every default.
+    pub fn new(image: impl Into<String>, modules: Vec<String>) -> Self {
+        NodeConfig {
+            image: Some(image.into()),
+            modules,
+            in_tree_remove: None,
+            parameters: BTreeMap::new(),
+            module_root: default_module_root(),
+            firmware_dir: None,
+            mod_name: None,
+            mod_namespace: None,
+            kernel_mappings: Vec::new(),
+            pull: PullOptions::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Read and validate `path`; the config's name is the file's stem.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parse and validate `text`; `path` names the file in every error and
+    /// gives the config's name.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().replace('\n', " "),
+            }
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// The config's name, from its file name (`sfc.toml` → `sfc`).
+    pub fn name_of(path: &Path) -> Option<&str> {
+        path.file_name()?.to_str()?.strip_suffix(".toml")
+    }
+
+    /// Check everything that can be checked without a node: names, image
+    /// references for a sample kernel, regexps, parameters, paths.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let name = Self::name_of(path).unwrap_or_default();
+        if !valid_config_name(name) {
+            return Err(invalid(
+                "<file name>",
+                format!("the config name `{name}` must be 1-128 characters of [A-Za-z0-9._-], end in `.toml` and not start with `.`"),
+            ));
+        }
+        if self.modules.is_empty() {
+            return Err(invalid(
+                "modules",
+                "name at least one kernel module to load".into(),
+            ));
+        }
+        let check_modules = |key: &str, list: &[String]| -> Result<(), ConfigError> {
+            for (i, m) in list.iter().enumerate() {
+                if !valid_module_name(m) {
+                    return Err(invalid(
+                        &format!("{key}[{i}]"),
+                        format!("`{m}` is not a kernel module name (1-55 characters of [A-Za-z0-9_-], no path or `.ko`)"),
+                    ));
+                }
+                if list[..i].iter().any(|p| module_name_eq(p, m)) {
+                    return Err(invalid(
+                        &format!("{key}[{i}]"),
+                        format!("`{m}` is listed twice"),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check_modules("modules", &self.modules)?;
+        if let Some(r) = &self.in_tree_remove {
+            check_modules("in_tree_remove", r)?;
+        }
+        for (module, params) in &self.parameters {
+            if !self.modules.iter().any(|m| module_name_eq(m, module)) {
+                return Err(invalid(
+                    &format!("parameters.{module}"),
+                    format!("`{module}` is not in `modules`; parameters apply to the configured modules"),
+                ));
+            }
+            for (i, p) in params.iter().enumerate() {
+                let key = p.split('=').next().unwrap_or_default();
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+                    || p.bytes()
+                        .any(|b| b.is_ascii_whitespace() || b == 0 || b == b'"')
+                {
+                    return Err(invalid(
+                        &format!("parameters.{module}[{i}]"),
+                        format!("`{p}` must be `name=value` or `name`, with no spaces or quotes"),
+                    ));
+                }
+            }
+        }
+        for (key, dir) in [
+            ("module_root", Some(&self.module_root)),
+            ("firmware_dir", self.firmware_dir.as_ref()),
+        ] {
+            if let Some(dir) = dir {
+                if !dir.starts_with('/') || dir.split('/').any(|c| c == ".." || c == ".") {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "`{dir}` must be an absolute path in the image without `.` or `..`"
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.pull.max_reboots_per_kernel > 10 {
+            return Err(invalid(
+                "pull.max_reboots_per_kernel",
+                format!(
+                    "{} is more than 10; the guard exists to stop reboot loops",
+                    self.pull.max_reboots_per_kernel
+                ),
+            ));
+        }
+        for (i, f) in self.pull.auth_files.iter().enumerate() {
+            if !f.starts_with('/') {
+                return Err(invalid(
+                    &format!("pull.auth_files[{i}]"),
+                    format!("`{f}` must be an absolute path"),
+                ));
+            }
+        }
+        if let Some(d) = &self.pull.ca_dir {
+            if !d.starts_with('/') {
+                return Err(invalid(
+                    "pull.ca_dir",
+                    format!("`{d}` must be an absolute path"),
+                ));
+            }
+        }
+        if self.limits.max_entries == 0
+            || self.limits.max_extract_bytes == 0
+            || self.limits.max_download_bytes == 0
+        {
+            return Err(invalid(
+                "limits",
+                "every limit must be greater than 0".into(),
+            ));
+        }
+        let probe = KernelVars::new(PROBE_RELEASE)?;
+        let check_image = |key: &str, template: &str| -> Result<(), ConfigError> {
+            let s = kernel::substitute(template, &probe, name, "")
+                .map_err(|e| invalid(key, e.to_string()))?;
+            ImageRef::parse(&s).map_err(|e| invalid(key, e.to_string()))?;
+            Ok(())
+        };
+        if let Some(image) = &self.image {
+            check_image("image", image)?;
+        }
+        for (i, m) in self.kernel_mappings.iter().enumerate() {
+            let key = |k: &str| format!("kernel_mappings[{i}].{k}");
+            match (&m.literal, &m.regexp) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(
+                        &format!("kernel_mappings[{i}]"),
+                        "set exactly one of `literal` and `regexp`".into(),
+                    ))
+                }
+                (None, Some(re)) => {
+                    regex_lite::Regex::new(re).map_err(|e| {
+                        invalid(
+                            &key("regexp"),
+                            format!("`{re}` is not a valid regular expression: {e}"),
+                        )
+                    })?;
+                }
+                (Some(lit), None) => {
+                    if lit.is_empty() {
+                        return Err(invalid(&key("literal"), "must not be empty".into()));
+                    }
+                }
+            }
+            match (&m.image, &self.image) {
+                (Some(img), _) => check_image(&key("image"), img)?,
+                (None, Some(_)) => {}
+                (None, None) => return Err(invalid(
+                    &key("image"),
+                    "this mapping has no image and there is no top-level `image` to fall back to"
+                        .into(),
+                )),
+            }
+            if let Some(r) = &m.in_tree_remove {
+                check_modules(&key("in_tree_remove"), r)?;
+            }
+        }
+        if self.image.is_none() && self.kernel_mappings.is_empty() {
+            return Err(invalid(
+                "image",
+                "set `image`, or `kernel_mappings` entries that each name an image".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The image and options for `release`, or `None` when kernel mappings
+    /// exist and none matches (KMM then loads nothing on that node, and so
+    /// do we).
+    pub fn resolve(&self, name: &str, release: &str) -> Result<Option<Resolved>, ConfigError> {
+        let vars = KernelVars::new(release)?;
+        let mapping = if self.kernel_mappings.is_empty() {
+            None
+        } else {
+            let found = self
+                .kernel_mappings
+                .iter()
+                .find(|m| match (&m.literal, &m.regexp) {
+                    (Some(l), _) => l == release,
+                    // Validated at load; a regexp that no longer compiles matches nothing.
+                    (None, Some(re)) => {
+                        regex_lite::Regex::new(re).is_ok_and(|r| r.is_match(release))
+                    }
+                    (None, None) => false,
+                });
+            match found {
+                Some(m) => Some(m),
+                None => return Ok(None),
+            }
+        };
+        let template = mapping
+            .and_then(|m| m.image.as_deref())
+            .or(self.image.as_deref())
+            .ok_or_else(|| ConfigError::Template(String::new(), "no image configured".into()))?;
+        let mod_name = self.mod_name.as_deref().unwrap_or(name);
+        let reference = kernel::substitute(
+            template,
+            &vars,
+            mod_name,
+            self.mod_namespace.as_deref().unwrap_or_default(),
+        )?;
+        let image = ImageRef::parse(&reference)?;
+        let in_tree_remove = mapping
+            .and_then(|m| m.in_tree_remove.clone())
+            .or_else(|| self.in_tree_remove.clone())
+            .unwrap_or_else(|| self.modules.clone());
+        Ok(Some(Resolved {
+            reference,
+            image,
+            in_tree_remove,
+            insecure: mapping
+                .and_then(|m| m.insecure)
+                .unwrap_or(self.pull.insecure),
+            insecure_skip_tls_verify: mapping
+                .and_then(|m| m.insecure_skip_tls_verify)
+                .unwrap_or(self.pull.insecure_skip_tls_verify),
+        }))
+    }
+
+    /// Parameters for `module` as one string for `finit_module`.
+    pub fn parameters_for(&self, module: &str) -> String {
+        self.parameters
+            .iter()
+            .filter(|(m, _)| module_name_eq(m, module))
+            .flat_map(|(_, p)| p.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The TOML text of this config, with a header saying where it came from.
+    #[cfg(feature = "write")]
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).unwrap_or_else(|e| {
+            // Every field is a plain string, number, list or table: TOML can
+            // always represent them. Reaching this is a bug in this crate.
+            unreachable!("node config is always representable in TOML: {e}")
+        });
+        format!("# kmm-day1 node config; generated by kmm-day1, do not edit on the node.\n{body}")
+    }
+}
+
+/// Every `*.toml` in `dir`, sorted by name, parsed and validated. A missing
+/// directory is an empty list: a node without configs has nothing to do.
+pub fn load_dir(dir: &Path) -> Result<Vec<(String, NodeConfig)>, ConfigError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| ConfigError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let cfg = NodeConfig::load(&p)?;
+            let name = NodeConfig::name_of(&p).unwrap_or_default().to_string();
+            Ok((name, cfg))
+        })
+        .collect()
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+impl fmt::Display for AfterPull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AfterPull::Reboot => "reboot",
+            AfterPull::Live => "live",
+            AfterPull::None => "none",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! The systemd units, embedded from `systemd/` (their one source of truth).
+//!
+//! Their names are static and shared by every config on a node: two
+//! MachineConfigs for one pool then carry byte-identical unit files, which the
+//! MCO merges cleanly, and OpenShift's nodeDisruptionPolicy can name them
+//! (it cannot name `@` template instances).
+
+/// A unit file: its name under `/etc/systemd/system` and its contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unit {
+    pub name: &'static str,
+    pub contents: &'static str,
+}
+
+pub const REPLACE: Unit = Unit {
+    name: "kmm-day1-replace.service",
+    contents: include_str!("../../systemd/kmm-day1-replace.service"),
+};
+
+pub const PULL: Unit = Unit {
+    name: "kmm-day1-pull.service",
+    contents: include_str!("../../systemd/kmm-day1-pull.service"),
+};
+
+/// Every unit the generator installs, in a stable order.
+pub const ALL: [Unit; 2] = [REPLACE, PULL];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directive<'a>(unit: &'a Unit, key: &str) -> Vec<&'a str> {
+        unit.contents
+            .lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .collect()
+    }
+
+    #[test]
+    fn replace_unit_runs_early_and_bounded() {
+        assert_eq!(directive(&REPLACE, "DefaultDependencies"), ["no"]);
+        assert!(directive(&REPLACE, "Before").contains(&"network-pre.target"));
+        assert_eq!(directive(&REPLACE, "Wants"), ["network-pre.target"]);
+        assert_eq!(
+            directive(&REPLACE, "RequiresMountsFor"),
+            ["/var/lib/kmm-day1 /usr/local/bin"]
+        );
+        assert_eq!(directive(&REPLACE, "Type"), ["oneshot"]);
+        assert_eq!(directive(&REPLACE, "TimeoutStartSec").len(), 1);
+        assert_eq!(
+            directive(&REPLACE, "ExecStart"),
+            ["/usr/local/bin/kmm-day1-agent replace"]
+        );
+    }
+
+    #[test]
+    fn pull_unit_waits_for_network_and_pivot() {
+        assert_eq!(
+            directive(&PULL, "After"),
+            ["network-online.target machine-config-daemon-firstboot.service"]
+        );
+        assert_eq!(directive(&PULL, "Wants"), ["network-online.target"]);
+        assert_eq!(
+            directive(&PULL, "ConditionPathExists"),
+            ["!/etc/ignition-machine-config-encapsulated.json"]
+        );
+        assert_eq!(directive(&PULL, "EnvironmentFile"), ["-/etc/mco/proxy.env"]);
+        assert_eq!(directive(&PULL, "TimeoutSec"), ["900"]);
+    }
+
+    #[test]
+    fn no_template_units_and_nothing_masked() {
+        for u in ALL {
+            assert!(!u.name.contains('@'), "{}", u.name);
+            assert!(!u.contents.contains("crio-wipe"), "{}", u.name);
+            assert_eq!(directive(&u, "WantedBy"), ["multi-user.target"]);
+        }
+    }
+}
