@@ -14,11 +14,13 @@ pub fn full_suite() -> bool {
 /// Whether `tool` is on PATH. In the full suite its absence panics, so a
 /// missing install step fails CI instead of silently skipping a test.
 pub fn require_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|d| d.join(tool).is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()));
     if !found {
-        assert!(!full_suite(), "`{tool}` is not installed; the test command must install it");
+        assert!(
+            !full_suite(),
+            "`{tool}` is not installed; the test command must install it"
+        );
         eprintln!("skipping: `{tool}` is not installed (run `make test` for the full suite)");
     }
     found
@@ -32,7 +34,10 @@ pub fn static_agent(arch: &str) -> Option<PathBuf> {
     match &path {
         Some(p) if p.is_file() => path,
         _ => {
-            assert!(!full_suite(), "{var} must name the built static agent in the full suite");
+            assert!(
+                !full_suite(),
+                "{var} must name the built static agent in the full suite"
+            );
             eprintln!("skipping: {var} is not set (run `make test` for the full suite)");
             None
         }
