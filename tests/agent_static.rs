@@ -2,6 +2,8 @@
 //! installed by Ignition into /usr/local/bin and runs before anything else,
 //! with no dynamic loader or library it could depend on.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure report
+
 use std::process::Command;
 
 use kmm_day1_tests::{require_tool, static_agent};
