@@ -7,6 +7,9 @@
 mod cli;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
+/// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
+#[allow(dead_code)] // called by pull as it lands
+mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
 /// `status`: report what the agent did and will do.
