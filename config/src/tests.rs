@@ -242,3 +242,41 @@ fn toml_round_trip() {
     let again = parse(&c.to_toml()).unwrap();
     assert_eq!(c, again);
 }
+
+/// docs/config.md is the reference for users: every key a config can hold
+/// must be documented there.
+#[cfg(feature = "write")]
+#[test]
+fn every_key_is_documented() {
+    let doc = include_str!("../../docs/config.md");
+    let mut c = parse(FULL).unwrap();
+    c.pull.ca_dir = Some("/etc/x".into());
+    c.mod_name = Some("m".into());
+    c.mod_namespace = Some("ns".into());
+    c.kernel_mappings[0].insecure = Some(true);
+    c.kernel_mappings[0].insecure_skip_tls_verify = Some(true);
+    let value: toml::Value = toml::from_str(&c.to_toml()).unwrap();
+    fn keys(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    out.push(k.clone());
+                    keys(v, out);
+                }
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    keys(&value, &mut all);
+    // Keys of `parameters` are module names, not config keys.
+    all.retain(|k| !c.parameters.contains_key(k));
+    assert!(all.len() > 20, "{all:?}");
+    for k in all {
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "docs/config.md does not document `{k}`"
+        );
+    }
+}
