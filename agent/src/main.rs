@@ -5,6 +5,14 @@
 
 /// Command-line parsing (lexopt: clap costs ~300 KB here).
 mod cli;
+/// Logging to the journal (native protocol) or stderr; `log::info!` & co.
+mod log;
+/// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.
+#[allow(dead_code)] // used by pull and replace as they land
+mod notify;
+/// pull.json / replace.json / meta.json: what the phases leave for `status`.
+#[allow(dead_code)] // read by status and written by replace as they land
+mod state;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
@@ -26,7 +34,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // `{:#}` prints the whole context chain on one line, which is what
             // the journal and `systemctl status` show best.
-            eprintln!("error: {e:#}");
+            log::error!("{e:#}");
             ExitCode::from(1)
         }
     }

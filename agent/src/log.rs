@@ -1,0 +1,202 @@
+//! Logging for every phase: the journal when systemd runs us, stderr
+//! otherwise. About 100 lines instead of `tracing` + `tracing-journald`
+//! (docs/pull.md has the size figures behind that choice).
+//!
+//! ```ignore
+//! use crate::log;
+//! log::info!("pulled {digest}");
+//! log::send(log::Priority::Warning, &[("KMM_DAY1_CONFIG", name)], format_args!("…"));
+//! ```
+//!
+//! Under systemd (`JOURNAL_STREAM` names our stderr) each message is one
+//! datagram of the journal's native protocol, so it carries `PRIORITY` and
+//! any `KMM_DAY1_*` fields; if the socket is unusable the line goes to stderr
+//! with a `<N>` prefix, which journald also turns into a priority.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+const IDENTIFIER: &str = "kmm-day1-agent";
+
+/// syslog(3) priorities, as the journal's `PRIORITY` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // every level has a macro; not all are used yet
+pub enum Priority {
+    Error = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Journal(UnixDatagram),
+    /// `<N>`-prefixed stderr: journald without the native socket.
+    PrefixedStderr,
+    /// A person at a terminal.
+    Stderr,
+}
+
+fn sink() -> &'static Sink {
+    static SINK: OnceLock<Sink> = OnceLock::new();
+    SINK.get_or_init(|| {
+        if !stderr_is_journal() {
+            return Sink::Stderr;
+        }
+        match UnixDatagram::unbound() {
+            Ok(s) if s.connect(JOURNAL_SOCKET).is_ok() => Sink::Journal(s),
+            _ => Sink::PrefixedStderr,
+        }
+    })
+}
+
+/// systemd sets `JOURNAL_STREAM=<dev>:<inode>` of the stream it connected to
+/// stderr; a child whose stderr was redirected must not trust it.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = var.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let meta = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata());
+    meta.is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
+}
+
+/// Log one message with extra journal fields (upper-case names, e.g.
+/// `KMM_DAY1_CONFIG`); on stderr the fields are not shown.
+pub fn send(priority: Priority, fields: &[(&str, &str)], args: fmt::Arguments<'_>) {
+    let message = args.to_string();
+    match sink() {
+        Sink::Journal(sock) => {
+            let datagram = journal_datagram(priority, fields, &message);
+            if sock.send(&datagram).is_err() {
+                stderr_line(true, priority, &message);
+            }
+        }
+        Sink::PrefixedStderr => stderr_line(true, priority, &message),
+        Sink::Stderr => stderr_line(false, priority, &message),
+    }
+}
+
+fn stderr_line(prefixed: bool, priority: Priority, message: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = if prefixed {
+        writeln!(err, "<{}>{message}", priority as u8)
+    } else {
+        let label = match priority {
+            Priority::Error => "error: ",
+            Priority::Warning => "warning: ",
+            _ => "",
+        };
+        writeln!(err, "{label}{message}")
+    };
+}
+
+/// The journal's native protocol: `NAME=value\n`, or for values holding a
+/// newline `NAME\n<u64 LE length><value>\n`.
+fn journal_datagram(priority: Priority, fields: &[(&str, &str)], message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 128);
+    let prio = (priority as u8).to_string();
+    let fixed = [
+        ("MESSAGE", message),
+        ("PRIORITY", prio.as_str()),
+        ("SYSLOG_IDENTIFIER", IDENTIFIER),
+    ];
+    for (name, value) in fixed.iter().chain(fields) {
+        out.extend_from_slice(name.as_bytes());
+        if value.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Send one datagram to a journal socket at `path` (tests bind their own).
+#[cfg(test)]
+fn send_to(
+    path: &std::path::Path,
+    priority: Priority,
+    fields: &[(&str, &str)],
+    message: &str,
+) -> bool {
+    UnixDatagram::unbound()
+        .and_then(|s| s.send_to(&journal_datagram(priority, fields, message), path))
+        .is_ok()
+}
+
+#[allow(unused_macros)]
+macro_rules! error {
+    ($($arg:tt)*) => { $crate::log::send($crate::log::Priority::Error, &[], format_args!($($arg)*)) };
+}
+#[allow(unused_macros)]
+macro_rules! warning {
+    ($($arg:tt)*) => { $crate::log::send($crate::log::Priority::Warning, &[], format_args!($($arg)*)) };
+}
+#[allow(unused_macros)]
+macro_rules! notice {
+    ($($arg:tt)*) => { $crate::log::send($crate::log::Priority::Notice, &[], format_args!($($arg)*)) };
+}
+#[allow(unused_macros)]
+macro_rules! info {
+    ($($arg:tt)*) => { $crate::log::send($crate::log::Priority::Info, &[], format_args!($($arg)*)) };
+}
+#[allow(unused_macros)]
+macro_rules! debug {
+    ($($arg:tt)*) => { $crate::log::send($crate::log::Priority::Debug, &[], format_args!($($arg)*)) };
+}
+#[allow(unused_imports)]
+pub(crate) use {debug, error, info, notice, warning};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagram_uses_native_protocol_fields() {
+        let d = journal_datagram(
+            Priority::Warning,
+            &[("KMM_DAY1_CONFIG", "sfc")],
+            "two\nlines",
+        );
+        let mut expected = b"MESSAGE\n".to_vec();
+        expected.extend_from_slice(&9u64.to_le_bytes());
+        expected.extend_from_slice(
+            b"two\nlines\nPRIORITY=4\nSYSLOG_IDENTIFIER=kmm-day1-agent\nKMM_DAY1_CONFIG=sfc\n",
+        );
+        assert_eq!(d, expected);
+    }
+
+    #[test]
+    fn datagram_reaches_a_bound_socket() {
+        let dir = std::env::temp_dir().join(format!("kmm-day1-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        assert!(send_to(&path, Priority::Info, &[], "pulled sha256:ab"));
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        let got = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            got.starts_with("MESSAGE=pulled sha256:ab\nPRIORITY=6\n"),
+            "{got}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
