@@ -13,6 +13,9 @@ mod notify;
 /// pull.json / replace.json / meta.json: what the phases leave for `status`.
 #[allow(dead_code)] // read by status and written by replace as they land
 mod state;
+/// The `.modinfo` section of module files (vermagic, srcversion, signature).
+#[allow(dead_code)] // used by replace and pull as they land
+mod modinfo;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
