@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Tools and cached inputs for the VM end-to-end tests (tests/vm/, docs/testing-vm.md).
+#
+# Installs QEMU, busybox-static, the kernel headers of the guest's release (to
+# build the out-of-tree test modules), socat (the guest's only way out: a
+# guestfwd to the registry on 127.0.0.1), and the image tools; downloads
+# Debian's kernel image package for the guest — never installed on the host —
+# and then lets the harness derive everything it caches (vmlinux for PVH boot,
+# module subset, test modules, base initramfs) so `make test` pays for it here.
+#
+# The guest release is the one `linux-image-amd64` depends on today; it is
+# discovered, never written down, and the cache is keyed by it.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache="${KMM_DAY1_VM_CACHE:-$here/../vm/.cache}"
+
+pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+if [[ -z "$pkg" ]]; then
+    echo "40-vm: cannot find the kernel image package linux-image-amd64 depends on (run apt-get update)" >&2
+    exit 1
+fi
+release=${pkg#linux-image-}
+
+need=()
+have() { command -v "$1" >/dev/null; }
+have qemu-system-x86_64 || need+=(qemu-system-x86)
+have qemu-img || need+=(qemu-utils)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+have socat || need+=(socat)
+have xz || need+=(xz-utils)
+have cpio || need+=(cpio)
+have depmod || need+=(kmod)
+have mkfs.ext4 || need+=(e2fsprogs)
+have make || need+=(make)
+have gcc || need+=(gcc)
+have umoci || need+=(umoci)
+have skopeo || need+=(skopeo)
+have docker-registry || need+=(docker-registry)
+have sha256sum || need+=(coreutils)
+[[ -d "/usr/src/linux-headers-$release" ]] || need+=("linux-headers-$release")
+if ((${#need[@]})); then
+    echo "40-vm: installing ${need[*]}"
+    apt-get install -y --no-install-recommends "${need[@]}"
+fi
+
+# The kernel image package, kept as the .deb: the harness unpacks only what it
+# needs from it (the kernel and a handful of modules), keyed by the release.
+kdir="$cache/kernel/$release"
+if [[ ! -s "$kdir/image.deb" ]]; then
+    echo "40-vm: downloading $pkg"
+    mkdir -p "$kdir"
+    tmp=$(mktemp -d "$kdir/.tmp.XXXXXX")
+    chmod 755 "$tmp" # apt-get download runs as _apt and must write here
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && apt-get download "$pkg" >/dev/null)
+    debs=("$tmp"/*.deb)
+    mv "${debs[0]}" "$kdir/image.deb.tmp"
+    mv "$kdir/image.deb.tmp" "$kdir/image.deb"
+fi
+echo "$release" >"$cache/release.tmp"
+mv "$cache/release.tmp" "$cache/release"
+
+# Derive and cache everything the boots need (no VM is started).
+"$here/../vm/run" --prepare

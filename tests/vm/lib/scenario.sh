@@ -1,0 +1,128 @@
+# shellcheck shell=bash disable=SC2034,SC2054 # globals for tests/vm/run; commas are QEMU syntax
+# Running one scenario. Sourced by tests/vm/run.
+#
+# A scenario is a directory tests/vm/scenarios/<name>/ with
+#   guest.sh   the body of the guest's /init (busybox ash, guest/lib.sh loaded,
+#              kmt_boot already done, kmt_finish called after it)
+#   host.sh    optional, sourced on the host before the boot; it may set
+#                SCN_BOOTS=N      boots expected in one QEMU process (reboots kept, default 1)
+#                SCN_DISK_MB=N    attach a fresh ext4 virtio disk of N MiB (/dev/vda)
+#                SCN_AGENT=1      put the static agent at /usr/local/bin/kmm-day1-agent
+#                SCN_NET_PORT=P   network: the guest's 10.0.2.100:5000 reaches 127.0.0.1:P
+#                SCN_APPEND=…     extra kernel command line
+#                SCN_TIMEOUT=S    seconds before QEMU is killed
+#              and define scenario_prepare (called with the overlay root, the
+#              disk's source directory and the scenario's output directory) and
+#              scenario_cleanup.
+
+elapsed() {
+    awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
+}
+
+find_agent() {
+    local a=${KMM_DAY1_AGENT_X86_64:-}
+    if [[ -z $a ]]; then
+        a=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-musl/release/kmm-day1-agent
+    fi
+    [[ -f $a ]] && file_is_static "$a" && printf '%s\n' "$a"
+}
+
+# Sets RESULT (pass/fail/skip), BOOTS, WALL and BOOT_TIMES for the table.
+run_scenario() {
+    local name=$1 sdir=$VM_DIR/scenarios/$1 dir=$OUT/$1
+    rm -rf "$dir"
+    mkdir -p "$dir/root" "$dir/disk-root"
+    log "$name: starting"
+    # The scenario's host part runs in a subshell so its settings and
+    # functions do not leak into the next scenario; it reports through files.
+    (run_scenario_inner "$name" "$sdir" "$dir") || true
+    read -r RESULT BOOTS WALL <"$dir/result" 2>/dev/null || { RESULT=fail BOOTS='?' WALL='?'; }
+    BOOT_TIMES=$(sed -n 's/^.*kmmtest: boot: .* reached at \([0-9.]*\)s.*$/\1/p' "$dir/serial.log" 2>/dev/null | tr '\n' ' ')
+    if [[ $RESULT == fail ]]; then
+        log "$name: FAILED; last lines of $dir/serial.log:"
+        tail -n 40 "$dir/serial.log" 2>/dev/null | sed 's/^/    | /' >&2 || true
+    else
+        log "$name: $RESULT"
+    fi
+}
+
+run_scenario_inner() {
+    local name=$1 sdir=$2 dir=$3
+    SCN_BOOTS=1 SCN_DISK_MB=0 SCN_AGENT=0 SCN_NET_PORT='' SCN_APPEND='' SCN_TIMEOUT=${KMM_DAY1_VM_TIMEOUT:-180}
+    scenario_prepare() { :; }
+    # shellcheck disable=SC2317 # called through the EXIT trap
+    scenario_cleanup() { :; }
+    echo "fail 0 0" >"$dir/result"
+    if [[ -f $sdir/host.sh ]]; then
+        # shellcheck source=/dev/null
+        . "$sdir/host.sh"
+    fi
+    trap scenario_cleanup EXIT
+
+    if ((SCN_AGENT)); then
+        local agent
+        if ! agent=$(find_agent); then
+            if [[ ${KMM_DAY1_FULL:-} == 1 ]]; then
+                log "$name: no static agent (set KMM_DAY1_AGENT_X86_64 or build the musl release)"
+                return 1
+            fi
+            log "$name: skipped: no static agent (set KMM_DAY1_AGENT_X86_64 or build the musl release)"
+            echo "skip 0 0" >"$dir/result"
+            return 0
+        fi
+        mkdir -p "$dir/root/usr/local/bin"
+        cp "$agent" "$dir/root/usr/local/bin/kmm-day1-agent"
+    fi
+
+    {
+        echo '#!/bin/busybox sh'
+        echo '. /opt/kmmtest/lib.sh'
+        echo 'kmt_boot'
+        cat "$sdir/guest.sh"
+        echo
+        echo 'kmt_finish'
+    } >"$dir/root/init"
+    chmod 755 "$dir/root/init"
+    scenario_prepare "$dir/root" "$dir/disk-root" "$dir" || { log "$name: host preparation failed"; return 1; }
+
+    { make_cpio "$dir/root"; cat "$BASE_INITRD"; } >"$dir/initrd"
+    qemu_base_args "$ACCEL" "$dir/initrd" "$dir/serial.log"
+    local args=("${QARGS[@]}")
+    ((SCN_BOOTS > 1)) || args+=(-no-reboot)
+    if ((SCN_DISK_MB > 0)); then
+        truncate -s "${SCN_DISK_MB}M" "$dir/disk.img"
+        mkfs.ext4 -q -F -d "$dir/disk-root" "$dir/disk.img"
+        args+=(-drive "file=$dir/disk.img,format=raw,if=virtio,cache=unsafe")
+    fi
+    if [[ -n $SCN_NET_PORT ]]; then
+        args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:socat - TCP:127.0.0.1:$SCN_NET_PORT"
+            -device virtio-net-pci,netdev=n0)
+    fi
+    local append="console=ttyS0 panic=-1 loglevel=4 $SCN_APPEND"
+
+    local t0 rc=0
+    t0=$(date +%s.%N)
+    timeout -k 5 "$SCN_TIMEOUT" "$QEMU" "${args[@]}" -append "$append" >"$dir/qemu.log" 2>&1 || rc=$?
+    local wall boots
+    wall=$(elapsed "$t0")
+    boots=$(grep -c 'kmmtest: boot: ' "$dir/serial.log" 2>/dev/null || true)
+
+    local why=''
+    if ((rc == 124 || rc == 137)); then
+        why="timed out after ${SCN_TIMEOUT}s"
+    elif ((rc == 3)); then
+        why="the guest reported failures"
+    elif ((rc != 1)); then
+        why="QEMU exited $rc without a verdict from the guest (panic? see $dir/qemu.log)"
+    elif ! grep -q '^kmmtest: result: PASS' "$dir/serial.log"; then
+        why="exit code says pass but the serial log has no PASS line"
+    elif ((boots != SCN_BOOTS)); then
+        why="$boots boots, expected $SCN_BOOTS"
+    fi
+    if [[ -n $why ]]; then
+        log "$name: $why"
+        echo "fail $boots $wall" >"$dir/result"
+        return 1
+    fi
+    echo "pass $boots $wall" >"$dir/result"
+}
