@@ -18,6 +18,14 @@ mod state;
 mod modinfo;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
+/// docker-config credential files (`/var/lib/kubelet/config.json`).
+mod auth;
+/// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.
+mod http;
+/// registries.conf mirrors, blocking and insecure registries.
+mod mirrors;
+/// Which CAs a registry's certificate is checked against.
+mod tls;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
 #[allow(dead_code)] // called by pull as it lands
 mod registry;

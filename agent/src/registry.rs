@@ -1,15 +1,50 @@
 //! The OCI distribution client: resolve an image reference to the node's
 //! platform manifest, and stream its blobs (docs/pull-http.md).
 //!
+//! - Endpoints: registries.conf mirrors in order, then the source
+//!   (`mirrors.rs`); the first that serves the manifest serves the blobs.
+//! - Auth: anonymous first; a 401 challenge (`Bearer` token flow or `Basic`)
+//!   is answered with the docker-config credentials of that endpoint
+//!   (`auth.rs`), once per request.
+//! - Retries: network failures, 5xx and 429 are retried with capped,
+//!   jittered exponential backoff until [`RegistryOptions::deadline`];
+//!   anything else is final for that endpoint.
+//! - Integrity: manifests are capped at [`MAX_MANIFEST`] before parsing and
+//!   checked against every digest that names them; blobs are the caller's
+//!   to hash.
+//!
 //! Errors that callers branch on are [`RegistryError`] values inside the
-//! `anyhow::Error` (`err.downcast_ref::<RegistryError>()`).
+//! `anyhow::Error` (`err.downcast_ref::<RegistryError>()`), whatever context
+//! was added on the way up.
 
-use std::io::Write;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use kmm_day1_config::{ImageRef, NodeConfig, Resolved};
+use serde::Deserialize;
+
+use crate::auth::AuthFiles;
+use crate::http::{Client, HttpError, Proxy, Response, Url};
+use crate::log;
+use crate::mirrors::{Endpoint, Mirrors};
+use crate::tls::TlsSettings;
+
+/// Manifests and indexes larger than this are refused before parsing.
+pub const MAX_MANIFEST: usize = 4 << 20;
+/// Entries of an image index, layers of a manifest.
+pub const MAX_ENTRIES: usize = 1024;
+/// Redirects followed for one request (CDNs use one or two).
+pub const MAX_REDIRECTS: usize = 5;
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// An OCI platform (`os`/`architecture`/`variant` of an image index entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +74,35 @@ impl Platform {
             variant: variant.map(str::to_string),
         }
     }
+
+    /// The variant an entry without one stands for (OCI image-index spec:
+    /// arm64 is v8, arm v7, amd64 v1), so `arm64` and `arm64/v8` match.
+    fn normalized_variant(&self) -> Option<&str> {
+        self.variant
+            .as_deref()
+            .or(match self.architecture.as_str() {
+                "arm64" => Some("v8"),
+                "arm" => Some("v7"),
+                "amd64" => Some("v1"),
+                _ => None,
+            })
+    }
+
+    fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && self.normalized_variant() == other.normalized_variant()
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything the client reads besides the image reference.
@@ -51,8 +115,10 @@ pub struct RegistryOptions {
     /// Directories holding `<host[:port]>/*.crt`.
     pub certs_dirs: Vec<PathBuf>,
     pub extra_ca_dir: Option<PathBuf>,
-    /// Plain HTTP to the image's own registry (mirrors: registries.conf).
+    /// Plain HTTP (or unverified TLS) to the image's own registry; mirrors
+    /// take theirs from registries.conf.
     pub insecure: bool,
+    /// Unverified TLS to the image's own registry.
     pub insecure_skip_tls_verify: bool,
     pub platform: Platform,
     /// Retries stop before this instant.
@@ -83,6 +149,7 @@ impl RegistryOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
     pub media_type: String,
+    /// Always `sha256:<64 lowercase hex>` (checked: callers use it in paths).
     pub digest: String,
     pub size: u64,
 }
@@ -103,12 +170,14 @@ pub struct ResolvedImage {
 }
 
 /// Failures callers tell apart (inside `anyhow::Error`; use `downcast_ref`).
+/// None of them ever carries a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The manifest or blob does not exist at any endpoint (HTTP 404).
+    /// The manifest or blob does not exist there (HTTP 404).
     #[error("{what} was not found on {endpoint}")]
     NotFound { what: String, endpoint: String },
-    /// The registry refused our credentials or wants some we do not have.
+    /// The registry refused our credentials or wants some we do not have
+    /// (401, 403, or a token server's refusal).
     #[error("{endpoint}: unauthorized: {detail}")]
     Unauthorized { endpoint: String, detail: String },
     /// Bytes did not hash to the digest that named them.
@@ -118,32 +187,142 @@ pub enum RegistryError {
         expected: String,
         actual: String,
     },
-    /// DNS, connect, TLS transport, timeouts, 5xx/429 after every retry.
+    /// DNS, connect, reset, timeout, 5xx or 429: retried until the
+    /// deadline; this is what is left when it passed.
     #[error("{endpoint}: {detail}")]
     Network { endpoint: String, detail: String },
+    /// The registry's TLS certificate is not trusted (or TLS failed):
+    /// retrying will not help; the message says what to configure.
+    #[error("{detail}")]
+    Tls { endpoint: String, detail: String },
+    /// More bytes than a cap or a descriptor allows.
+    #[error("{what} is larger than {limit} bytes")]
+    TooLarge { what: String, limit: u64 },
+    /// Any other refusal from the registry (4xx) or unusable content.
+    #[error("{endpoint}: {detail}")]
+    Other { endpoint: String, detail: String },
+}
+
+impl RegistryError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, RegistryError::Network { .. })
+    }
+}
+
+fn retryable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<RegistryError>()
+        .is_some_and(RegistryError::retryable)
 }
 
 /// The registry client for one pull.
 #[derive(Debug)]
 pub struct Registry {
     opts: RegistryOptions,
+    http: Client,
+    auth: AuthFiles,
+    mirrors: Mirrors,
+    /// Insecure hosts that answered TLS with something else: plain HTTP.
+    plain_http: HashSet<String>,
+    /// `Authorization` per endpoint name, once a challenge was answered.
+    authz: HashMap<String, String>,
+    /// Endpoints that served a manifest, by name, for `fetch_blob`.
+    served: HashMap<String, Endpoint>,
 }
 
 impl Registry {
+    /// Reads the auth files and registries.conf now, so a broken file is
+    /// reported before any network traffic; proxies come from the environment.
     pub fn new(opts: RegistryOptions) -> Result<Registry> {
-        Ok(Registry { opts })
+        let auth = AuthFiles::load(&opts.auth_files)?;
+        let mirrors = Mirrors::load(&opts.registries_conf, &opts.registries_conf_d)?;
+        let tls = TlsSettings::new(opts.certs_dirs.clone(), opts.extra_ca_dir.clone());
+        Ok(Registry {
+            http: Client::new(tls, Proxy::from_env()),
+            opts,
+            auth,
+            mirrors,
+            plain_http: HashSet::new(),
+            authz: HashMap::new(),
+            served: HashMap::new(),
+        })
+    }
+
+    /// Replace the proxy settings read from the environment.
+    #[allow(dead_code)] // tests; the agent uses the environment
+    pub fn set_proxy(&mut self, proxy: Proxy) {
+        self.http.proxy = proxy;
+    }
+
+    /// Use this PEM bundle as the system trust store.
+    #[allow(dead_code)] // tests; the agent uses the distribution's bundle
+    pub fn set_system_bundle(&mut self, path: PathBuf) {
+        self.http.tls.system_bundle = Some(path);
     }
 
     /// Resolve a tag or digest reference to the platform manifest, trying
     /// mirrors in order then the source. Verifies the manifest (and index)
     /// bytes against their digest when the reference or index names one.
     pub fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
-        let _ = &self.opts;
-        bail!("resolving {image} is not yet supported by this build")
+        let endpoints = self.mirrors.endpoints(image, self.opts.insecure)?;
+        let mut finals: Vec<Option<anyhow::Error>> = endpoints.iter().map(|_| None).collect();
+        let mut attempt = 0u32;
+        loop {
+            let mut last_retryable = None;
+            for (i, ep) in endpoints.iter().enumerate() {
+                if finals[i].is_some() {
+                    continue;
+                }
+                match self.resolve_at(ep, image) {
+                    Ok(r) => {
+                        log::info!(
+                            "resolved {image} to {} ({} layers) from {}{}",
+                            r.digest,
+                            r.layers.len(),
+                            r.source,
+                            if ep.mirror { " (mirror)" } else { "" }
+                        );
+                        self.served.insert(ep.name(), ep.clone());
+                        return Ok(r);
+                    }
+                    Err(e) => {
+                        if endpoints.len() > 1 {
+                            log::warning!("{image}: {} did not serve it: {e:#}", ep.name());
+                        }
+                        if retryable(&e) {
+                            last_retryable = Some(e);
+                        } else {
+                            finals[i] = Some(e);
+                        }
+                    }
+                }
+            }
+            let Some(err) = last_retryable else {
+                // Every endpoint gave a final answer: report the source's
+                // (the last), naming the mirrors that were tried.
+                let mut errs: Vec<anyhow::Error> = finals.into_iter().flatten().collect();
+                let last = errs
+                    .pop()
+                    .unwrap_or_else(|| anyhow!("no endpoint to pull {image} from"));
+                return Err(if errs.is_empty() {
+                    last
+                } else {
+                    let tried: Vec<String> = endpoints.iter().map(Endpoint::name).collect();
+                    last.context(format!(
+                        "cannot pull {image} from any of {}",
+                        tried.join(", ")
+                    ))
+                });
+            };
+            self.backoff(&mut attempt, &image.to_string(), err)?;
+        }
     }
 
     /// Stream blob bytes from `offset` into `sink`; returns the offset the
-    /// written bytes start at. No digest check here: the caller hashes.
+    /// written bytes start at (always `offset`: when a server ignores the
+    /// Range request, the bytes before `offset` are read and dropped). A
+    /// connection lost mid-body is resumed from where it stopped, within
+    /// the deadline. No digest check here: the caller hashes what it writes.
+    /// At most `desc.size` bytes are ever written.
     pub fn fetch_blob(
         &mut self,
         image: &ResolvedImage,
@@ -151,11 +330,797 @@ impl Registry {
         offset: u64,
         sink: &mut dyn Write,
     ) -> Result<u64> {
-        let _ = (sink, offset);
+        check_digest_syntax(&desc.digest)
+            .with_context(|| format!("blob of {}", image.reference))?;
+        if offset > desc.size {
+            bail!(
+                "blob {}: resume offset {offset} is past its size {}",
+                desc.digest,
+                desc.size
+            );
+        }
+        let ep = self.endpoint_for(&image.source)?;
+        let mut written = 0u64;
+        let mut attempt = 0u32;
+        loop {
+            let before = written;
+            match self.blob_attempt(&ep, desc, offset, &mut written, sink) {
+                Ok(()) => return Ok(offset),
+                Err(e) if retryable(&e) => {
+                    if written > before {
+                        attempt = 0; // progress: this is not a dead server
+                    }
+                    let what = format!("blob {} of {}", desc.digest, image.reference);
+                    self.backoff(&mut attempt, &what, e)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn endpoint_for(&self, source: &str) -> Result<Endpoint> {
+        if let Some(ep) = self.served.get(source) {
+            return Ok(ep.clone());
+        }
+        // Resolved by an earlier run: the settings are the same files'.
+        let insecure = self.mirrors.insecure_for(source) || self.opts.insecure;
+        Endpoint::parse(source, insecure, false)
+            .ok_or_else(|| anyhow!("`{source}` is not a host/repository name"))
+    }
+
+    /// Sleep before the next attempt, or give up with `err` when the
+    /// deadline would pass first.
+    fn backoff(&self, attempt: &mut u32, what: &str, err: anyhow::Error) -> Result<()> {
+        let ceiling = Duration::from_secs(1u64 << (*attempt).min(6)).min(MAX_BACKOFF);
+        // "Equal jitter": half fixed, half random, so a pool that boots at
+        // once spreads out but no node hammers the registry.
+        let wait = ceiling / 2 + ceiling.mul_f64(random_fraction() / 2.0);
+        *attempt += 1;
+        if Instant::now() + wait >= self.opts.deadline {
+            return Err(err.context(format!(
+                "{what}: giving up after {} attempt{} (the pull's time budget is spent)",
+                *attempt,
+                if *attempt == 1 { "" } else { "s" }
+            )));
+        }
+        log::warning!(
+            "{what}: attempt {} failed: {err:#}; retrying in {:.1} s",
+            *attempt,
+            wait.as_secs_f64()
+        );
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    fn resolve_at(&mut self, ep: &Endpoint, image: &ImageRef) -> Result<ResolvedImage> {
+        let reference = match (&image.digest, &image.tag) {
+            (Some(d), _) => d.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => bail!("{image} names neither a tag nor a digest"),
+        };
+        let what = format!("manifest {}:{reference}", ep.name());
+        let (bytes, header_type) = self.fetch_manifest(ep, &reference, &what)?;
+        let digest = sha256_digest(&bytes);
+        if let Some(expected) = &image.digest {
+            verify(&what, expected, &digest)?;
+        }
+        let manifest = parse_manifest(&bytes, header_type.as_deref())
+            .map_err(|e| other(ep, format!("{what}: {e}")))?;
+        let (digest, index_digest, manifest) = match manifest {
+            Manifest::Image(m) => (digest, None, m),
+            Manifest::Index(entries) => {
+                let entry = choose_platform(&entries, &self.opts.platform)
+                    .map_err(|e| other(ep, format!("{what}: {e}")))?;
+                let child_what = format!(
+                    "manifest {}@{} ({})",
+                    ep.name(),
+                    entry.digest,
+                    self.opts.platform
+                );
+                let (child, child_type) = self.fetch_manifest(ep, &entry.digest, &child_what)?;
+                verify(&child_what, &entry.digest, &sha256_digest(&child))?;
+                match parse_manifest(&child, child_type.as_deref())
+                    .map_err(|e| other(ep, format!("{child_what}: {e}")))?
+                {
+                    Manifest::Image(m) => (entry.digest.clone(), Some(digest), m),
+                    Manifest::Index(_) => {
+                        return Err(other(
+                            ep,
+                            format!("{child_what}: an index inside an index is not supported"),
+                        )
+                        .into())
+                    }
+                }
+            }
+        };
+        Ok(ResolvedImage {
+            reference: image.to_string(),
+            digest,
+            index_digest,
+            config: manifest.config,
+            layers: manifest.layers,
+            source: ep.name(),
+        })
+    }
+
+    /// The manifest bytes (capped) and the Content-Type they came with.
+    fn fetch_manifest(
+        &mut self,
+        ep: &Endpoint,
+        reference: &str,
+        what: &str,
+    ) -> Result<(Vec<u8>, Option<String>), RegistryError> {
+        let accept = [
+            MEDIA_OCI_INDEX,
+            MEDIA_DOCKER_LIST,
+            MEDIA_OCI_MANIFEST,
+            MEDIA_DOCKER_MANIFEST,
+        ]
+        .join(", ");
+        let mut resp = self.get(
+            ep,
+            &format!("manifests/{reference}"),
+            Some(&accept),
+            None,
+            what,
+        )?;
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST as u64)
+        {
+            return Err(RegistryError::TooLarge {
+                what: what.to_string(),
+                limit: MAX_MANIFEST as u64,
+            });
+        }
+        let bytes = resp.read_capped(MAX_MANIFEST).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::Other {
+                RegistryError::TooLarge {
+                    what: what.to_string(),
+                    limit: MAX_MANIFEST as u64,
+                }
+            } else {
+                network(ep, format!("{what}: {e}"))
+            }
+        })?;
+        Ok((bytes, resp.header("content-type").map(str::to_string)))
+    }
+
+    /// One try at streaming a blob from `offset + *written`.
+    fn blob_attempt(
+        &mut self,
+        ep: &Endpoint,
+        desc: &Descriptor,
+        offset: u64,
+        written: &mut u64,
+        sink: &mut dyn Write,
+    ) -> Result<()> {
+        let pos = offset + *written;
+        if pos == desc.size {
+            return Ok(());
+        }
+        let what = format!("blob {}@{}", ep.name(), desc.digest);
+        let mut resp = self.get(
+            ep,
+            &format!("blobs/{}", desc.digest),
+            None,
+            (pos > 0).then_some(pos),
+            &what,
+        )?;
+        let mut skip = match resp.status {
+            206 => {
+                let start = resp
+                    .header("content-range")
+                    .and_then(|r| r.strip_prefix("bytes "))
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.trim().parse::<u64>().ok());
+                if start != Some(pos) {
+                    return Err(other(
+                        ep,
+                        format!(
+                            "{what}: asked for bytes from {pos}, got Content-Range {:?}",
+                            resp.header("content-range")
+                        ),
+                    )
+                    .into());
+                }
+                0
+            }
+            // The server ignored Range: drop what we already have.
+            _ => pos,
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match resp.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(network(
+                        ep,
+                        format!(
+                            "{what}: connection lost after {} of {} bytes: {e}",
+                            offset + *written,
+                            desc.size
+                        ),
+                    )
+                    .into())
+                }
+            };
+            let mut chunk = &buf[..n];
+            if skip > 0 {
+                let drop = (skip.min(n as u64)) as usize;
+                chunk = &chunk[drop..];
+                skip -= drop as u64;
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            if offset + *written + chunk.len() as u64 > desc.size {
+                return Err(RegistryError::TooLarge {
+                    what: what.clone(),
+                    limit: desc.size,
+                }
+                .into());
+            }
+            sink.write_all(chunk)
+                .with_context(|| format!("cannot write {what}"))?;
+            *written += chunk.len() as u64;
+        }
+        if offset + *written < desc.size {
+            return Err(network(
+                ep,
+                format!(
+                    "{what}: the server sent {} of {} bytes",
+                    offset + *written,
+                    desc.size
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The base URL of an endpoint: https unless it is insecure and its
+    /// host turned out to speak plain HTTP.
+    fn origin(&self, ep: &Endpoint) -> Result<Url, RegistryError> {
+        let scheme = if self.plain_http.contains(&ep.host) {
+            "http"
+        } else {
+            "https"
+        };
+        Url::parse(&format!("{scheme}://{}/", ep.host))
+            .ok_or_else(|| other(ep, format!("`{}` is not a valid registry host", ep.host)))
+    }
+
+    fn skip_verify(&self, ep: &Endpoint) -> bool {
+        ep.insecure || (!ep.mirror && self.opts.insecure_skip_tls_verify)
+    }
+
+    /// GET `/v2/<repo>/<path>` at `ep`, answering one auth challenge and
+    /// following redirects; `Ok` only for 2xx.
+    fn get(
+        &mut self,
+        ep: &Endpoint,
+        path: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        what: &str,
+    ) -> Result<Response, RegistryError> {
+        let key = ep.name();
+        let mut origin = self.origin(ep)?;
+        let api_path = format!("/v2/{}/{path}", ep.repository);
+        let mut url = origin.join(&api_path).unwrap_or_else(|| origin.clone());
+        let mut challenged = false;
+        let mut seen: Vec<Url> = Vec::new();
+        loop {
+            let mut headers: Vec<(&str, String)> = Vec::new();
+            if let Some(a) = accept {
+                headers.push(("Accept", a.to_string()));
+            }
+            if let Some(r) = range {
+                headers.push(("Range", format!("bytes={r}-")));
+            }
+            // The registry's credentials never go to another host (a CDN
+            // a blob redirects to gets only its own signed URL).
+            let on_origin = url.same_origin(&origin);
+            if on_origin {
+                if let Some(a) = self.authz.get(&key) {
+                    headers.push(("Authorization", a.clone()));
+                }
+            }
+            let skip = on_origin && self.skip_verify(ep);
+            let resp = match self.http.send("GET", &url, &headers, skip) {
+                Ok(r) => r,
+                Err(HttpError::Tls(_)) if on_origin && ep.insecure && url.https => {
+                    // An insecure registry may speak plain HTTP.
+                    self.plain_http.insert(ep.host.clone());
+                    origin = self.origin(ep)?;
+                    url = origin.join(&api_path).unwrap_or_else(|| origin.clone());
+                    continue;
+                }
+                Err(e) => return Err(http_error(ep, &url, what, e)),
+            };
+            match resp.status {
+                200..=299 => return Ok(resp),
+                301 | 302 | 303 | 307 | 308 => {
+                    let next = resp
+                        .header("location")
+                        .and_then(|l| url.join(l))
+                        .ok_or_else(|| {
+                            other(
+                                ep,
+                                format!(
+                                    "{what}: redirect {} from {url} without a usable Location",
+                                    resp.status
+                                ),
+                            )
+                        })?;
+                    seen.push(url.clone());
+                    if seen.contains(&next) {
+                        return Err(other(
+                            ep,
+                            format!("{what}: redirect loop ({url} -> {next})"),
+                        ));
+                    }
+                    if seen.len() > MAX_REDIRECTS {
+                        return Err(other(
+                            ep,
+                            format!("{what}: more than {MAX_REDIRECTS} redirects (last to {next})"),
+                        ));
+                    }
+                    url = next;
+                }
+                401 if on_origin && !challenged => {
+                    challenged = true;
+                    self.answer_challenge(ep, &resp)?;
+                }
+                status => return Err(status_error(ep, &url, what, status, resp)),
+            }
+        }
+    }
+
+    /// Set `self.authz` for `ep` from a 401's `WWW-Authenticate`.
+    fn answer_challenge(&mut self, ep: &Endpoint, resp: &Response) -> Result<(), RegistryError> {
+        let key = ep.name();
+        let challenge = resp
+            .header("www-authenticate")
+            .unwrap_or_default()
+            .to_string();
+        let creds = self
+            .auth
+            .lookup(&ep.host, &ep.repository)
+            .map(|(c, p)| (c.clone(), p.to_path_buf()));
+        let files: Vec<String> = self
+            .opts
+            .auth_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let none_msg = format!(
+            "the registry requires credentials and none for {key} are in {} (or the repository does not exist)",
+            if files.is_empty() { "the auth files (none configured)".to_string() } else { files.join(", ") }
+        );
+        let (scheme, params) = parse_challenge(&challenge);
+        match scheme.to_ascii_lowercase().as_str() {
+            "basic" => match creds {
+                Some((c, _)) if self.authz.get(&key).is_none_or(|a| *a != c.basic()) => {
+                    self.authz.insert(key, c.basic());
+                    Ok(())
+                }
+                Some((_, file)) => Err(RegistryError::Unauthorized {
+                    endpoint: key,
+                    detail: format!(
+                        "the registry refused the credentials from {}",
+                        file.display()
+                    ),
+                }),
+                None => Err(RegistryError::Unauthorized {
+                    endpoint: key,
+                    detail: none_msg,
+                }),
+            },
+            "bearer" => {
+                let realm = params.get("realm").cloned().unwrap_or_default();
+                let realm_url = Url::parse(&realm).ok_or_else(|| {
+                    other(
+                        ep,
+                        format!("bearer challenge with an unusable realm `{realm}`"),
+                    )
+                })?;
+                let mut query = Vec::new();
+                if let Some(s) = params.get("service") {
+                    query.push(format!("service={}", query_escape(s)));
+                }
+                let scope = params
+                    .get("scope")
+                    .cloned()
+                    .unwrap_or_else(|| format!("repository:{}:pull", ep.repository));
+                query.push(format!("scope={}", query_escape(&scope)));
+                let sep = if realm_url.path.contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
+                let token_url = Url {
+                    path: format!("{}{sep}{}", realm_url.path, query.join("&")),
+                    ..realm_url
+                };
+                let mut headers = Vec::new();
+                if let Some((c, _)) = &creds {
+                    headers.push(("Authorization", c.basic()));
+                }
+                let skip = token_url.host == self.origin(ep)?.host && self.skip_verify(ep);
+                let what = format!("token from {token_url}");
+                let mut tresp = self
+                    .http
+                    .send("GET", &token_url, &headers, skip)
+                    .map_err(|e| http_error(ep, &token_url, &what, e))?;
+                match tresp.status {
+                    200 => {}
+                    401 | 403 => {
+                        return Err(RegistryError::Unauthorized {
+                            endpoint: key,
+                            detail: match creds {
+                                Some((_, file)) => format!(
+                                    "the token server {token_url} refused the credentials from {}",
+                                    file.display()
+                                ),
+                                None => none_msg,
+                            },
+                        })
+                    }
+                    s => return Err(status_error(ep, &token_url, &what, s, tresp)),
+                }
+                let body = tresp
+                    .read_capped(1 << 20)
+                    .map_err(|e| network(ep, format!("{what}: {e}")))?;
+                #[derive(Deserialize)]
+                struct Token {
+                    token: Option<String>,
+                    access_token: Option<String>,
+                }
+                let t: Token = serde_json::from_slice(&body).map_err(|_| {
+                    other(ep, format!("{what}: the answer is not a token JSON object"))
+                })?;
+                let token = t
+                    .token
+                    .or(t.access_token)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| other(ep, format!("{what}: the answer has no `token`")))?;
+                self.authz.insert(key, format!("Bearer {token}"));
+                Ok(())
+            }
+            _ => Err(RegistryError::Unauthorized {
+                endpoint: key,
+                detail: if challenge.is_empty() {
+                    "401 without a WWW-Authenticate challenge".to_string()
+                } else {
+                    format!("unsupported authentication scheme `{scheme}`")
+                },
+            }),
+        }
+    }
+}
+
+fn other(ep: &Endpoint, detail: String) -> RegistryError {
+    RegistryError::Other {
+        endpoint: ep.name(),
+        detail,
+    }
+}
+
+fn network(ep: &Endpoint, detail: String) -> RegistryError {
+    RegistryError::Network {
+        endpoint: ep.name(),
+        detail,
+    }
+}
+
+fn http_error(ep: &Endpoint, url: &Url, what: &str, e: HttpError) -> RegistryError {
+    match e {
+        HttpError::Certificate(d) => RegistryError::Tls {
+            endpoint: ep.name(),
+            detail: format!("{what}: {d}"),
+        },
+        HttpError::Tls(d) => RegistryError::Tls {
+            endpoint: ep.name(),
+            detail: format!(
+                "{what}: {d} (is {} a TLS server? set `insecure` for plain HTTP)",
+                url.authority()
+            ),
+        },
+        HttpError::Network(d) | HttpError::Protocol(d) => network(ep, format!("{what}: {d}")),
+    }
+}
+
+/// The error for a non-2xx answer, with the registry's own error code.
+fn status_error(
+    ep: &Endpoint,
+    url: &Url,
+    what: &str,
+    status: u16,
+    mut resp: Response,
+) -> RegistryError {
+    let detail = resp
+        .read_capped(16 * 1024)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            let e = v.get("errors")?.get(0)?;
+            Some(format!(
+                " ({}: {})",
+                e.get("code")?.as_str().unwrap_or_default(),
+                e.get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default()
+            ))
+        })
+        .unwrap_or_default();
+    match status {
+        404 => RegistryError::NotFound {
+            what: what.to_string(),
+            endpoint: ep.name(),
+        },
+        401 | 403 => RegistryError::Unauthorized {
+            endpoint: ep.name(),
+            detail: format!("{what}: HTTP {status} from {url}{detail}"),
+        },
+        429 | 500..=599 => network(ep, format!("{what}: HTTP {status} from {url}{detail}")),
+        _ => other(ep, format!("{what}: HTTP {status} from {url}{detail}")),
+    }
+}
+
+/// `Bearer realm="…",service="…",scope="…"` → scheme and parameters.
+fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let mut params = HashMap::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let Some((k, after)) = s.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            // Quoted string, with backslash escapes.
+            let mut v = String::new();
+            let mut chars = q.char_indices();
+            let mut end = q.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            v.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            (v, &q[end.min(q.len())..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.insert(k, v);
+        s = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    (scheme.to_string(), params)
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// In [0, 1), from the kernel's CSPRNG: retries of a whole pool booting at
+/// once must not line up, which a clock-seeded value could.
+fn random_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    let v = if ok.is_ok() {
+        u32::from_le_bytes(b)
+    } else {
+        // No /dev/urandom: the clock's nanoseconds still differ per node.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default()
+    };
+    f64::from(v) / (f64::from(u32::MAX) + 1.0)
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in d.as_ref() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn verify(what: &str, expected: &str, actual: &str) -> Result<(), RegistryError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(RegistryError::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+fn check_digest_syntax(d: &str) -> Result<()> {
+    let ok = d.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
         bail!(
-            "fetching {} from {} is not yet supported by this build",
-            desc.digest,
-            image.source
+            "digest `{}` is not sha256:<64 lowercase hex digits>",
+            d.chars().take(80).collect::<String>()
         )
     }
 }
+
+#[derive(Debug)]
+struct ImageManifest {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Debug)]
+struct IndexEntry {
+    digest: String,
+    platform: Option<Platform>,
+}
+
+#[derive(Debug)]
+enum Manifest {
+    Image(ImageManifest),
+    Index(Vec<IndexEntry>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDescriptor {
+    #[serde(default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    architecture: String,
+    os: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    layers: Option<Vec<RawDescriptor>>,
+    #[serde(default)]
+    manifests: Option<Vec<RawDescriptor>>,
+}
+
+fn descriptor(raw: RawDescriptor) -> Result<Descriptor> {
+    check_digest_syntax(&raw.digest)?;
+    Ok(Descriptor {
+        media_type: raw.media_type,
+        digest: raw.digest,
+        size: raw.size,
+    })
+}
+
+/// An image manifest or index (OCI or Docker schema 2); the JSON
+/// `mediaType` wins over the Content-Type header, structure over both.
+fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
+    let raw: RawManifest =
+        serde_json::from_slice(bytes).map_err(|e| anyhow!("not a valid manifest: {e}"))?;
+    let header_type =
+        header_type.map(|h| h.split(';').next().unwrap_or_default().trim().to_string());
+    let media_type = raw.media_type.clone().or(header_type).unwrap_or_default();
+    if raw.schema_version == Some(1)
+        || media_type.starts_with("application/vnd.docker.distribution.manifest.v1")
+    {
+        bail!("Docker schema 1 manifests are not supported; push the image again with a current client (schema 2 or OCI)");
+    }
+    let is_index = match media_type.as_str() {
+        MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST => true,
+        MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => false,
+        _ => raw.manifests.is_some() && raw.layers.is_none(),
+    };
+    if is_index {
+        let entries = raw
+            .manifests
+            .ok_or_else(|| anyhow!("an image index without `manifests`"))?;
+        if entries.len() > MAX_ENTRIES {
+            bail!(
+                "the image index has {} entries, more than {MAX_ENTRIES}",
+                entries.len()
+            );
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            check_digest_syntax(&e.digest)?;
+            out.push(IndexEntry {
+                digest: e.digest,
+                platform: e.platform.map(|p| Platform {
+                    os: p.os,
+                    architecture: p.architecture,
+                    variant: p.variant.filter(|v| !v.is_empty()),
+                }),
+            });
+        }
+        Ok(Manifest::Index(out))
+    } else {
+        let config = raw
+            .config
+            .ok_or_else(|| anyhow!("an image manifest without `config`"))?;
+        let layers = raw.layers.unwrap_or_default();
+        if layers.len() > MAX_ENTRIES {
+            bail!(
+                "the manifest has {} layers, more than {MAX_ENTRIES}",
+                layers.len()
+            );
+        }
+        Ok(Manifest::Image(ImageManifest {
+            config: descriptor(config)?,
+            layers: layers.into_iter().map(descriptor).collect::<Result<_>>()?,
+        }))
+    }
+}
+
+/// The first index entry for `want`, or an error listing what there is.
+fn choose_platform<'a>(entries: &'a [IndexEntry], want: &Platform) -> Result<&'a IndexEntry> {
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.platform.as_ref().is_some_and(|p| p.matches(want)))
+    {
+        return Ok(e);
+    }
+    let available: Vec<String> = entries
+        .iter()
+        .filter_map(|e| e.platform.as_ref())
+        .filter(|p| p.os != "unknown")
+        .map(Platform::to_string)
+        .collect();
+    bail!(
+        "the image index has no manifest for {want}; available: {}",
+        if available.is_empty() {
+            "none".to_string()
+        } else {
+            available.join(", ")
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests;
