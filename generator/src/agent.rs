@@ -1,0 +1,130 @@
+//! The agent binary that goes into the MachineConfig.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::Arch;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/agents.rs"));
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    fn embedded(self) -> Option<&'static [u8]> {
+        match self {
+            Arch::X86_64 => embedded::X86_64,
+            Arch::Aarch64 => embedded::AARCH64,
+        }
+    }
+
+    /// ELF `e_machine` of this architecture, to catch `--agent` mix-ups.
+    fn elf_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => 62,
+            Arch::Aarch64 => 183,
+        }
+    }
+}
+
+/// The agent bytes for `arch`: `--agent` if given, else the embedded one.
+pub fn load(arch: Arch, path: Option<&Path>) -> Result<Cow<'static, [u8]>> {
+    if let Some(p) = path {
+        let bytes = std::fs::read(p)
+            .with_context(|| format!("cannot read the agent binary --agent {}", p.display()))?;
+        if bytes.is_empty() {
+            bail!("--agent {} is empty", p.display());
+        }
+        if let Some(machine) = elf_machine(&bytes) {
+            if machine != arch.elf_machine() {
+                bail!(
+                    "--agent {} is an ELF binary for another architecture (e_machine {machine}) than --arch {}",
+                    p.display(),
+                    arch.as_str()
+                );
+            }
+        }
+        // Anything else (a script, in tests) is the caller's choice.
+        return Ok(Cow::Owned(bytes));
+    }
+    match arch.embedded() {
+        Some(b) => Ok(Cow::Borrowed(b)),
+        None => bail!(
+            "this kmm-day1 was built without an embedded {} agent: pass --agent PATH (a static kmm-day1-agent for {}), or build kmm-day1 with `make`, which embeds both architectures",
+            arch.as_str(),
+            arch.as_str()
+        ),
+    }
+}
+
+fn elf_machine(b: &[u8]) -> Option<u16> {
+    if b.len() < 20 || &b[..4] != b"\x7fELF" {
+        return None;
+    }
+    // e_machine at offset 18, in the file's byte order (EI_DATA at 5).
+    let m = [b[18], b[19]];
+    Some(if b[5] == 2 {
+        u16::from_be_bytes(m)
+    } else {
+        u16::from_le_bytes(m)
+    })
+}
+
+/// `--version` text: which agents this generator carries.
+pub static LONG_VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(long_version);
+
+fn long_version() -> String {
+    let describe = |a: Arch| match a.embedded() {
+        Some(b) => format!("{} ({} bytes)", a.as_str(), b.len()),
+        None => format!("{} (not embedded)", a.as_str()),
+    };
+    format!(
+        "{}; embedded agents: {}, {}",
+        env!("CARGO_PKG_VERSION"),
+        describe(Arch::X86_64),
+        describe(Arch::Aarch64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_machine_reads_both_byte_orders() {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[5] = 1;
+        h[18] = 62;
+        assert_eq!(elf_machine(&h), Some(62));
+        h[5] = 2;
+        h[18] = 0;
+        h[19] = 183;
+        assert_eq!(elf_machine(&h), Some(183));
+        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn wrong_arch_agent_is_refused() {
+        let dir = std::env::temp_dir().join(format!("kmm-day1-agent-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("agent");
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[5] = 1;
+        h[18] = 183;
+        std::fs::write(&p, &h).unwrap();
+        let e = load(Arch::X86_64, Some(&p)).unwrap_err().to_string();
+        assert!(e.contains("another architecture"), "{e}");
+        assert!(load(Arch::Aarch64, Some(&p)).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,162 @@
+//! Helpers shared by the generator's integration tests.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+
+/// The deterministic stand-in agent the goldens are made with.
+pub const FAKE_AGENT: &str = "generator/tests/golden/fake-agent";
+
+/// One golden input: a name and the arguments that select it.
+pub struct Case {
+    pub name: &'static str,
+    pub args: &'static [&'static str],
+    /// The example file it reads.
+    pub example: &'static str,
+}
+
+pub const CASES: [Case; 3] = [
+    Case {
+        name: "sfc",
+        args: &["--config", "examples/sfc.toml", "--pool", "worker"],
+        example: "examples/sfc.toml",
+    },
+    Case {
+        name: "multi-module",
+        args: &[
+            "--config",
+            "examples/multi-module.toml",
+            "--pool",
+            "gpu-worker",
+        ],
+        example: "examples/multi-module.toml",
+    },
+    Case {
+        name: "module-cr",
+        // The pool comes from the CR's node-role selector.
+        args: &["--from-module", "examples/module-cr.yaml"],
+        example: "examples/module-cr.yaml",
+    },
+];
+
+pub const FORMATS: [(&str, &str); 5] = [
+    ("machineconfig", "yaml"),
+    ("butane", "bu"),
+    ("ignition", "ign"),
+    ("config", "toml"),
+    ("disruption-policy", "yaml"),
+];
+
+pub fn root() -> PathBuf {
+    kmm_day1_tests::workspace_root()
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn stdout_str(&self) -> &str {
+        std::str::from_utf8(&self.stdout).expect("utf-8 stdout")
+    }
+
+    /// Assert success and return stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "kmm-day1 failed: {}", self.stderr);
+        self.stdout_str()
+    }
+
+    /// Assert a failure with exactly one stderr line and nothing on stdout;
+    /// return that line.
+    pub fn one_line_error(&self) -> &str {
+        assert_ne!(
+            self.code,
+            0,
+            "expected failure; stdout: {}",
+            self.stdout_str()
+        );
+        assert!(self.stdout.is_empty(), "stdout not empty on error");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one stderr line, got: {:?}", lines);
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        lines[0]
+    }
+}
+
+/// Run `kmm-day1 <args>` from the workspace root.
+pub fn kmm_day1(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmm-day1"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run kmm-day1");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `kmm-day1 generate <case> --format <format> --agent <fake> [extra]`.
+pub fn generate(case: &Case, format: &str, extra: &[&str]) -> Out {
+    let mut args = vec!["generate"];
+    args.extend_from_slice(case.args);
+    args.extend_from_slice(&["--format", format, "--agent", FAKE_AGENT]);
+    args.extend_from_slice(extra);
+    kmm_day1(&args)
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kmm-day1-gen-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// The bytes an Ignition `contents` object stands for.
+pub fn decode_contents(contents: &serde_json::Value) -> Vec<u8> {
+    let source = contents["source"].as_str().expect("contents.source");
+    let raw = if let Some(b) = source.strip_prefix("data:;base64,") {
+        base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .expect("base64")
+    } else {
+        let p = source.strip_prefix("data:,").expect("data: URL").as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            if p[i] == b'%' {
+                let h = std::str::from_utf8(&p[i + 1..i + 3]).expect("hex");
+                out.push(u8::from_str_radix(h, 16).expect("hex"));
+                i += 3;
+            } else {
+                out.push(p[i]);
+                i += 1;
+            }
+        }
+        out
+    };
+    match contents.get("compression").and_then(|c| c.as_str()) {
+        Some("gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
+                .read_to_end(&mut out)
+                .expect("gunzip");
+            out
+        }
+        None => raw,
+        Some(other) => panic!("unexpected compression {other}"),
+    }
+}
+
+pub fn read(p: impl AsRef<Path>) -> Vec<u8> {
+    let p = p.as_ref();
+    std::fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
