@@ -16,6 +16,12 @@ mod state;
 /// The `.modinfo` section of module files (vermagic, srcversion, signature).
 #[allow(dead_code)] // used by replace and pull as they land
 mod modinfo;
+/// Blob sources (registry, OCI layout) and verified downloads into the store.
+#[allow(dead_code)] // wired into pull next
+mod blobs;
+/// Layers → the filtered module/firmware tree, with whiteouts and link checks.
+#[allow(dead_code)] // wired into pull next
+mod extract;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
 /// docker-config credential files (`/var/lib/kubelet/config.json`).

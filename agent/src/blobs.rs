@@ -1,0 +1,615 @@
+//! Where blobs come from and how they land in the store.
+//!
+//! [`ImageSource`] is what the pull pipeline needs from an image: resolve a
+//! reference to a platform manifest, then stream blobs. The registry client
+//! implements it, and so does [`OciLayout`], a local OCI image layout
+//! directory (`oci-layout`, `index.json`, `blobs/sha256/…`) — for air-gapped
+//! nodes, for tests without a network, and for reading layouts elsewhere.
+//!
+//! [`fetch`] streams a blob to `<store>/blobs/sha256/<hex>.partial`, hashing
+//! as it writes; it is renamed to `<hex>` only when size and digest match,
+//! so a file without the suffix is always a verified blob. An interrupted
+//! download resumes from the partial (its prefix is hashed first).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use kmm_day1_config::ImageRef;
+use serde::Deserialize;
+
+use crate::registry::{Descriptor, Platform, Registry, RegistryError, ResolvedImage};
+use crate::{notify, store};
+
+/// An image's manifest and blobs, from a registry or a local layout.
+pub trait ImageSource {
+    /// The node's platform manifest for `image`.
+    fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage>;
+    /// Stream the blob's bytes from `offset` into `sink`; returns the offset
+    /// the written bytes actually start at (0 when a server ignored the range).
+    fn fetch_blob(
+        &mut self,
+        image: &ResolvedImage,
+        desc: &Descriptor,
+        offset: u64,
+        sink: &mut dyn Write,
+    ) -> Result<u64>;
+}
+
+impl ImageSource for Registry {
+    fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
+        Registry::resolve(self, image)
+    }
+
+    fn fetch_blob(
+        &mut self,
+        image: &ResolvedImage,
+        desc: &Descriptor,
+        offset: u64,
+        sink: &mut dyn Write,
+    ) -> Result<u64> {
+        Registry::fetch_blob(self, image, desc, offset, sink)
+    }
+}
+
+/// The hex part of a `sha256:<64 lowercase hex>` digest; anything else is
+/// refused before it can become part of a path.
+pub fn digest_hex(digest: &str) -> Result<&str> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex)
+            if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Ok(hex)
+        }
+        _ => bail!("`{digest}` is not a sha256 digest (`sha256:` and 64 lowercase hex digits)"),
+    }
+}
+
+pub fn sha256_hex(ctx: ring::digest::Context) -> String {
+    let d = ctx.finish();
+    let mut s = String::with_capacity(64);
+    for b in d.as_ref() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Writes to the partial file while hashing, refusing bytes past `max`.
+struct HashingSink<'a> {
+    file: BufWriter<&'a File>,
+    ctx: ring::digest::Context,
+    len: u64,
+    max: u64,
+    label: &'a str,
+    next_status: u64,
+    /// The source sent more than the blob's size: from a resume, a sign
+    /// that the server ignored the range and sent the whole blob.
+    overflowed: bool,
+}
+
+const STATUS_EVERY: u64 = 16 << 20;
+
+impl HashingSink<'_> {
+    /// Ends the borrow of the file; what was written must be flushed.
+    fn into_digest(self) -> (ring::digest::Context, u64) {
+        (self.ctx, self.len)
+    }
+}
+
+impl Write for HashingSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.len + buf.len() as u64 > self.max {
+            self.overflowed = true;
+            return Err(io::Error::other(format!(
+                "the server sent more than the {} bytes the manifest announces",
+                self.max
+            )));
+        }
+        self.file.write_all(buf)?;
+        self.ctx.update(buf);
+        self.len += buf.len() as u64;
+        if self.len >= self.next_status {
+            self.next_status = self.len + STATUS_EVERY;
+            notify::status(&format!(
+                "downloading {}: {} of {} MiB",
+                self.label,
+                self.len >> 20,
+                self.max >> 20
+            ));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Download `desc` into `blobs_dir` (verified) and return its path.
+/// `label` names the blob in progress messages ("layer 2/3").
+pub fn fetch(
+    blobs_dir: &Path,
+    src: &mut dyn ImageSource,
+    image: &ResolvedImage,
+    desc: &Descriptor,
+    label: &str,
+) -> Result<PathBuf> {
+    let hex = digest_hex(&desc.digest)?;
+    fs::create_dir_all(blobs_dir).with_context(|| format!("creating {}", blobs_dir.display()))?;
+    let done = blobs_dir.join(hex);
+    // Only verified blobs are ever renamed to their digest.
+    match fs::metadata(&done) {
+        Ok(m) if m.is_file() && m.len() == desc.size => return Ok(done),
+        Ok(_) => fs::remove_file(&done)
+            .with_context(|| format!("removing damaged blob {}", done.display()))?,
+        Err(_) => {}
+    }
+    let partial = blobs_dir.join(format!("{hex}.partial"));
+    // At most one restart: after a resume whose prefix turned out bad, or a
+    // server that ignored the range.
+    for attempt in 0..2 {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&partial)
+            .with_context(|| format!("opening {}", partial.display()))?;
+        let mut have = file.metadata()?.len();
+        if have > desc.size {
+            file.set_len(0)?;
+            have = 0;
+        }
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        if have > 0 {
+            hash_prefix(&file, have, &mut ctx)
+                .with_context(|| format!("reading {}", partial.display()))?;
+        }
+        (&file).seek(SeekFrom::Start(have))?;
+        let mut sink = HashingSink {
+            file: BufWriter::with_capacity(64 << 10, &file),
+            ctx,
+            len: have,
+            max: desc.size,
+            label,
+            next_status: have + STATUS_EVERY,
+            overflowed: false,
+        };
+        if have < desc.size {
+            let fetched = src.fetch_blob(image, desc, have, &mut sink);
+            // Keep what arrived for the next run to resume from.
+            let flushed = sink.flush();
+            if fetched.is_err() && sink.overflowed && have > 0 && attempt == 0 {
+                drop(sink);
+                file.set_len(0)?;
+                continue;
+            }
+            let start =
+                fetched.with_context(|| format!("downloading {label} ({})", desc.digest))?;
+            flushed.with_context(|| format!("writing {}", partial.display()))?;
+            if start != have {
+                // The bytes in the file are now a mix; start over.
+                drop(sink);
+                file.set_len(0)?;
+                ensure!(
+                    attempt == 0,
+                    "{label} ({}): the source keeps sending from offset {start} when asked for {have}",
+                    desc.digest
+                );
+                continue;
+            }
+        }
+        let (ctx, len) = sink.into_digest();
+        if len != desc.size {
+            bail!(
+                "{label} ({}): the download ended after {len} of {} bytes; the next run resumes it",
+                desc.digest,
+                desc.size
+            );
+        }
+        let actual = sha256_hex(ctx);
+        if actual != hex {
+            drop(file);
+            fs::remove_file(&partial).ok();
+            if have > 0 && attempt == 0 {
+                // The prefix from an earlier run may be what is wrong.
+                continue;
+            }
+            return Err(RegistryError::DigestMismatch {
+                what: format!("{label} from {}", image.source),
+                expected: desc.digest.clone(),
+                actual: format!("sha256:{actual}"),
+            }
+            .into());
+        }
+        file.sync_all()
+            .with_context(|| format!("syncing {}", partial.display()))?;
+        drop(file);
+        fs::rename(&partial, &done)
+            .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+        store::fsync_dir(blobs_dir).with_context(|| format!("syncing {}", blobs_dir.display()))?;
+        return Ok(done);
+    }
+    bail!("{label} ({}): could not be downloaded intact", desc.digest)
+}
+
+fn hash_prefix(mut file: &File, len: u64, ctx: &mut ring::digest::Context) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut r = file.take(len);
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        ctx.update(&buf[..n]);
+    }
+}
+
+/// An OCI image layout directory (image-spec `image-layout.md`).
+#[derive(Debug)]
+pub struct OciLayout {
+    dir: PathBuf,
+    platform: Platform,
+}
+
+/// Manifests larger than this are refused (a registry's usual limit is 4 MiB).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+#[derive(Debug, Deserialize)]
+struct JsonDescriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<JsonPlatform>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JsonPlatform {
+    os: String,
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+/// Index or manifest: told apart by which fields are present.
+#[derive(Debug, Deserialize)]
+struct JsonManifest {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    #[serde(default)]
+    manifests: Option<Vec<JsonDescriptor>>,
+    #[serde(default)]
+    config: Option<JsonDescriptor>,
+    #[serde(default)]
+    layers: Vec<JsonDescriptor>,
+}
+
+impl From<&JsonDescriptor> for Descriptor {
+    fn from(d: &JsonDescriptor) -> Self {
+        Descriptor {
+            media_type: d.media_type.clone(),
+            digest: d.digest.clone(),
+            size: d.size,
+        }
+    }
+}
+
+impl OciLayout {
+    pub fn open(dir: &Path, platform: Platform) -> Result<Self> {
+        let marker = dir.join("oci-layout");
+        let text = fs::read_to_string(&marker).with_context(|| {
+            format!(
+                "{} is not an OCI image layout (no readable oci-layout file)",
+                dir.display()
+            )
+        })?;
+        ensure!(
+            text.contains("imageLayoutVersion"),
+            "{} is not an OCI layout marker",
+            marker.display()
+        );
+        Ok(OciLayout {
+            dir: dir.to_path_buf(),
+            platform,
+        })
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.dir.join("blobs/sha256").join(digest_hex(digest)?))
+    }
+
+    /// A small JSON blob, verified against its descriptor.
+    fn read_json(&self, desc: &JsonDescriptor) -> Result<(JsonManifest, Vec<u8>)> {
+        ensure!(
+            desc.size <= MAX_MANIFEST,
+            "manifest {} is {} bytes, more than the {MAX_MANIFEST} allowed",
+            desc.digest,
+            desc.size
+        );
+        let path = self.blob_path(&desc.digest)?;
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let actual = sha256_hex({
+            let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+            c.update(&bytes);
+            c
+        });
+        if bytes.len() as u64 != desc.size || desc.digest != format!("sha256:{actual}") {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest in {}", self.dir.display()),
+                expected: desc.digest.clone(),
+                actual: format!("sha256:{actual}"),
+            }
+            .into());
+        }
+        let m = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a valid manifest", path.display()))?;
+        Ok((m, bytes))
+    }
+
+    fn platform_matches(&self, p: &JsonPlatform) -> bool {
+        p.os == self.platform.os
+            && p.architecture == self.platform.architecture
+            && match (&self.platform.variant, &p.variant) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            }
+    }
+}
+
+impl ImageSource for OciLayout {
+    /// Picks the `index.json` entry whose `org.opencontainers.image.ref.name`
+    /// is the reference's tag (or whose digest is its digest), then the
+    /// node's platform if that entry is an index.
+    fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
+        let index_path = self.dir.join("index.json");
+        let bytes =
+            fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
+        let index: JsonManifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a valid OCI index", index_path.display()))?;
+        let entries = index.manifests.unwrap_or_default();
+        let found = entries.iter().find(|e| match (&image.digest, &image.tag) {
+            (Some(d), _) => &e.digest == d,
+            (None, tag) => {
+                e.annotations
+                    .get("org.opencontainers.image.ref.name")
+                    .map(String::as_str)
+                    == Some(tag.as_deref().unwrap_or("latest"))
+            }
+        });
+        let Some(entry) = found else {
+            let names: Vec<&str> = entries
+                .iter()
+                .filter_map(|e| e.annotations.get("org.opencontainers.image.ref.name"))
+                .map(String::as_str)
+                .collect();
+            bail!(
+                "{image} is not in the OCI layout {}: it has the tags [{}]",
+                self.dir.display(),
+                names.join(", ")
+            );
+        };
+        let (mut manifest, mut digest, mut index_digest) =
+            (self.read_json(entry)?.0, entry.digest.clone(), None);
+        if INDEX_TYPES.contains(&entry.media_type.as_str()) || manifest.manifests.is_some() {
+            let children = manifest.manifests.take().unwrap_or_default();
+            let Some(child) = children.iter().find(|c| {
+                c.platform
+                    .as_ref()
+                    .is_some_and(|p| self.platform_matches(p))
+            }) else {
+                bail!(
+                    "{image} has no manifest for {}/{}",
+                    self.platform.os,
+                    self.platform.architecture
+                );
+            };
+            index_digest = Some(digest);
+            digest = child.digest.clone();
+            manifest = self.read_json(child)?.0;
+        }
+        let Some(config) = manifest.config.as_ref() else {
+            bail!(
+                "manifest {digest} of {image} has no config (media type `{}`)",
+                manifest.media_type
+            );
+        };
+        Ok(ResolvedImage {
+            reference: image.to_string(),
+            digest,
+            index_digest,
+            config: config.into(),
+            layers: manifest.layers.iter().map(Descriptor::from).collect(),
+            source: format!("oci:{}", self.dir.display()),
+        })
+    }
+
+    fn fetch_blob(
+        &mut self,
+        _image: &ResolvedImage,
+        desc: &Descriptor,
+        offset: u64,
+        sink: &mut dyn Write,
+    ) -> Result<u64> {
+        let path = self.blob_path(&desc.digest)?;
+        let mut f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        f.seek(SeekFrom::Start(offset))?;
+        io::copy(&mut f, sink).with_context(|| format!("copying {}", path.display()))?;
+        Ok(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that serves one blob, optionally ignoring ranges, flipping a
+    /// byte, or stopping after `cut` bytes.
+    struct Fake {
+        data: Vec<u8>,
+        ignore_range: bool,
+        flip: Option<usize>,
+        cut: Option<usize>,
+        calls: Vec<u64>,
+    }
+
+    impl ImageSource for Fake {
+        fn resolve(&mut self, _: &ImageRef) -> Result<ResolvedImage> {
+            unreachable!()
+        }
+        fn fetch_blob(
+            &mut self,
+            _: &ResolvedImage,
+            _: &Descriptor,
+            offset: u64,
+            sink: &mut dyn Write,
+        ) -> Result<u64> {
+            self.calls.push(offset);
+            let start = if self.ignore_range {
+                0
+            } else {
+                offset as usize
+            };
+            let mut data = self.data[start..].to_vec();
+            if let Some(i) = self.flip {
+                if i >= start {
+                    data[i - start] ^= 1;
+                }
+            }
+            if let Some(c) = self.cut.take() {
+                sink.write_all(&data[..c - start])?;
+                bail!("connection reset");
+            }
+            sink.write_all(&data)?;
+            Ok(start as u64)
+        }
+    }
+
+    fn setup(tag: &str) -> (PathBuf, Vec<u8>, Descriptor, ResolvedImage) {
+        let dir = std::env::temp_dir().join(format!("kmm-day1-blobs-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+        c.update(&data);
+        let desc = Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            digest: format!("sha256:{}", sha256_hex(c)),
+            size: data.len() as u64,
+        };
+        let img = ResolvedImage {
+            reference: "r".into(),
+            digest: desc.digest.clone(),
+            index_digest: None,
+            config: desc.clone(),
+            layers: vec![],
+            source: "test".into(),
+        };
+        (dir, data, desc, img)
+    }
+
+    fn fake(data: &[u8]) -> Fake {
+        Fake {
+            data: data.to_vec(),
+            ignore_range: false,
+            flip: None,
+            cut: None,
+            calls: vec![],
+        }
+    }
+
+    #[test]
+    fn resumes_from_partial_and_verifies() {
+        let (dir, data, desc, img) = setup("resume");
+        let mut src = fake(&data);
+        src.cut = Some(100_000);
+        let e = format!(
+            "{:#}",
+            fetch(&dir, &mut src, &img, &desc, "layer 1/1").unwrap_err()
+        );
+        assert!(e.contains("connection reset"), "{e}");
+        let hex = digest_hex(&desc.digest).unwrap();
+        assert_eq!(
+            fs::metadata(dir.join(format!("{hex}.partial")))
+                .unwrap()
+                .len(),
+            100_000
+        );
+        let p = fetch(&dir, &mut src, &img, &desc, "layer 1/1").unwrap();
+        assert_eq!(src.calls, [0, 100_000]);
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert!(!dir.join(format!("{hex}.partial")).exists());
+        // A verified blob is reused without asking the source.
+        fetch(&dir, &mut src, &img, &desc, "layer 1/1").unwrap();
+        assert_eq!(src.calls.len(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn restarts_when_the_server_ignores_the_range() {
+        let (dir, data, desc, img) = setup("range");
+        let hex = digest_hex(&desc.digest).unwrap().to_string();
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(format!("{hex}.partial")), &data[..5000]).unwrap();
+        let mut src = fake(&data);
+        src.ignore_range = true;
+        let p = fetch(&dir, &mut src, &img, &desc, "layer").unwrap();
+        assert_eq!(src.calls, [5000, 0]);
+        assert_eq!(fs::read(p).unwrap(), data);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_prefix_restarts_and_flipped_byte_is_refused() {
+        let (dir, data, desc, img) = setup("flip");
+        let hex = digest_hex(&desc.digest).unwrap().to_string();
+        fs::create_dir_all(&dir).unwrap();
+        // A partial whose prefix is wrong: resumed once, then restarted.
+        fs::write(dir.join(format!("{hex}.partial")), vec![0u8; 7000]).unwrap();
+        let mut src = fake(&data);
+        fetch(&dir, &mut src, &img, &desc, "layer").unwrap();
+        assert_eq!(src.calls, [7000, 0]);
+        fs::remove_file(dir.join(&hex)).unwrap();
+
+        let mut src = fake(&data);
+        src.flip = Some(12_345);
+        let err = fetch(&dir, &mut src, &img, &desc, "layer 1/2").unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<RegistryError>(),
+            Some(RegistryError::DigestMismatch { .. })
+        ));
+        assert!(format!("{err:#}").contains("digest mismatch"), "{err:#}");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing kept");
+        // More bytes than the descriptor says are refused too.
+        let mut src = fake(&data);
+        src.data.push(0);
+        let e = format!(
+            "{:#}",
+            fetch(&dir, &mut src, &img, &desc, "layer").unwrap_err()
+        );
+        assert!(e.contains("more than the 300000 bytes"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn digest_must_be_sha256_hex() {
+        assert!(digest_hex(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        for bad in [
+            "sha512:aa",
+            "sha256:../../etc/passwd",
+            &format!("sha256:{}", "A".repeat(64)),
+        ] {
+            assert!(digest_hex(bad).is_err(), "{bad}");
+        }
+    }
+}
