@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
 # The firmware file kmmtest_fw asks for, with contents unique to this run so
 # the guest's comparison cannot pass on a stale or built-in value.
 scenario_prepare() {

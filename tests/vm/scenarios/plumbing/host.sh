@@ -1,0 +1,23 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
+# A driver image in the test registry, reachable from the guest only through
+# the guestfwd; a disk that must survive the guest's reboot.
+SCN_BOOTS=2
+SCN_DISK_MB=32
+
+scenario_prepare() {
+    local root=$1 out=$3
+    registry_start "$out/registry" || return 1
+    SCN_NET_PORT=$REGISTRY_PORT
+    kmm_tree "$out/image-src" dummy >/dev/null
+    oci_image "$out/image-src" "$out/oci" "$RELEASE" || return 1
+    push_image "$out/oci" "$RELEASE" "$REGISTRY_PORT" kmmtest/dummy || return 1
+    # What the guest must find: the manifest's digest as the registry serves it.
+    mkdir -p "$root/opt/kmmtest/expect"
+    skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$REGISTRY_PORT/kmmtest/dummy:$RELEASE" \
+        | sha256sum | cut -d' ' -f1 >"$root/opt/kmmtest/expect/manifest.sha256"
+    echo "$RELEASE" >"$root/opt/kmmtest/expect/tag"
+}
+
+scenario_cleanup() {
+    registry_stop
+}
