@@ -31,6 +31,8 @@ pub struct PullOpts {
     pub common: Common,
     /// Never reboot, whatever `after_pull` says (tests, manual runs).
     pub no_reboot: bool,
+    /// Take the image from this OCI image layout instead of the registry.
+    pub oci_layout: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -92,6 +94,8 @@ Usage: kmm-day1-agent pull [OPTIONS]
 
 Options:
       --no-reboot            Never reboot, whatever the config says
+      --oci-layout DIR       Take the image from this OCI image layout (its tag or digest)
+                             instead of the registry (air-gapped nodes, tests)
 ";
 
 pub const REPLACE_HELP: &str = "\
@@ -150,6 +154,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         bail!("unknown command `{sub}`: expected pull, replace or status; see --help");
     }
     let mut common = Common::default();
+    let mut oci_layout = None;
     let (mut no_reboot, mut dry_run, mut json, mut modules_root) = (false, false, false, None);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -163,6 +168,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 common.kernel_release = Some(parser.value()?.string()?);
             }
             Long("no-reboot") if sub == "pull" => no_reboot = true,
+            Long("oci-layout") if sub == "pull" => {
+                oci_layout = Some(PathBuf::from(parser.value()?));
+            }
             Long("dry-run") if sub == "replace" => dry_run = true,
             Long("json") if sub != "pull" => json = true,
             Long("modules-root") if sub == "replace" => {
@@ -175,7 +183,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         }
     }
     Ok(match sub.as_str() {
-        "pull" => Command::Pull(PullOpts { common, no_reboot }),
+        "pull" => Command::Pull(PullOpts {
+            common,
+            no_reboot,
+            oci_layout,
+        }),
         "replace" => {
             if json && !dry_run {
                 bail!("`replace --json` prints a plan: use it with --dry-run");
@@ -222,6 +234,7 @@ mod tests {
                     ..Common::default()
                 },
                 no_reboot: true,
+                oci_layout: None,
             })
         );
         let Command::Replace(r) = p(&[

@@ -17,13 +17,13 @@ mod state;
 #[allow(dead_code)] // used by replace and pull as they land
 mod modinfo;
 /// Blob sources (registry, OCI layout) and verified downloads into the store.
-#[allow(dead_code)] // wired into pull next
 mod blobs;
 /// Layers → the filtered module/firmware tree, with whiteouts and link checks.
-#[allow(dead_code)] // wired into pull next
 mod extract;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
+/// Atomic publish of an extracted tree (`current` swap), crash cleanup, GC.
+mod publish;
 /// docker-config credential files (`/var/lib/kubelet/config.json`).
 mod auth;
 /// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.

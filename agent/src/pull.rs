@@ -1,12 +1,461 @@
-//! `pull` (see `cli::PULL_HELP`).
+//! `pull` (see `cli::PULL_HELP`): for each config, resolve the image for
+//! the running kernel, download its layers (verified), extract the module
+//! tree and firmware, publish atomically, then act on `after_pull`.
+//! docs/pull.md describes each step and its failure modes.
 
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use kmm_day1_config::{module_name_eq, AfterPull, NodeConfig};
 
-use crate::cli;
+use crate::blobs::{self, ImageSource, OciLayout};
+use crate::extract::{Caps, Extractor, Filter};
+use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
+use crate::state::{self, PullResult, PullState, TreeMeta};
+use crate::store::Store;
+use crate::{cli, log, modinfo, notify, publish};
+
+/// The pull unit has `TimeoutSec=900`; stop retrying a minute before.
+const BUDGET: Duration = Duration::from_secs(840);
+
+/// What one config's pull came to.
+#[derive(Debug)]
+struct Outcome {
+    result: PullResult,
+    /// A new tree became `current` (so `after_pull` applies).
+    fresh: bool,
+    message: String,
+    image: Option<String>,
+    digest: Option<String>,
+    source: Option<String>,
+    downloaded: u64,
+    extracted: u64,
+}
+
+impl Outcome {
+    fn simple(result: PullResult, message: String) -> Self {
+        Outcome {
+            result,
+            fresh: false,
+            message,
+            image: None,
+            digest: None,
+            source: None,
+            downloaded: 0,
+            extracted: 0,
+        }
+    }
+}
+
+/// The running kernel's release, as `uname -r` prints it.
+pub fn running_kernel() -> Result<String> {
+    let path = "/proc/sys/kernel/osrelease";
+    let s = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    Ok(s.trim().to_string())
+}
 
 pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
-    let _ = opts;
-    bail!("`pull` is not implemented in this build of kmm-day1-agent yet")
+    let t0 = Instant::now();
+    let kver = match &opts.common.kernel_release {
+        Some(k) => k.clone(),
+        None => running_kernel()?,
+    };
+    let configs = kmm_day1_config::load_dir(&opts.common.config_dir)?;
+    if configs.is_empty() {
+        let msg = format!(
+            "no configs in {}: nothing to pull",
+            opts.common.config_dir.display()
+        );
+        log::info!("{msg}");
+        notify::ready(&msg);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::new(&opts.common.store);
+    notify::status("waiting for the store lock");
+    let _lock = store.lock()?;
+    publish::clean_stale(&store)?;
+    let deadline = Instant::now() + BUDGET;
+
+    let mut failed = Vec::new();
+    let mut reboot_for = Vec::new();
+    let mut live_for = Vec::new();
+    let mut summaries = Vec::new();
+    for (name, cfg) in &configs {
+        let started = state::now_rfc3339();
+        let outcome = match pull_one(&store, name, cfg, &kver, opts, deadline) {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = format!("{name}: pull for kernel {kver} failed: {e:#}");
+                log::error!("{msg}");
+                Outcome::simple(PullResult::Failed, msg)
+            }
+        };
+        let path = store.pull_state_path(name);
+        let mut st: PullState = state::load(&path).ok().flatten().unwrap_or_default();
+        st.kernel = kver.clone();
+        st.result = outcome.result;
+        st.message = outcome.message.clone();
+        st.image = outcome.image.clone();
+        st.digest = outcome.digest.clone();
+        st.source = outcome.source.clone();
+        st.downloaded_bytes = outcome.downloaded;
+        st.extracted_bytes = outcome.extracted;
+        st.started = started;
+        st.finished = state::now_rfc3339();
+        // Counters of kernels that are gone would grow the file forever.
+        st.reboots.retain(|k, _| *k == kver);
+        state::save(&path, &st)?;
+        summaries.push(format!("{name}: {}", outcome.message));
+        match outcome.result {
+            PullResult::Failed => failed.push(name.clone()),
+            _ if !outcome.fresh => {}
+            _ if opts.no_reboot => {}
+            _ => match cfg.pull.after_pull {
+                AfterPull::Reboot => {
+                    reboot_for.push((name.clone(), cfg.pull.max_reboots_per_kernel))
+                }
+                AfterPull::Live => live_for.push(name.clone()),
+                AfterPull::None => {}
+            },
+        }
+    }
+    if failed.is_empty() {
+        // Every needed blob is in a tree now; nothing to resume.
+        publish::clear_blobs(&store)?;
+    }
+
+    for name in &live_for {
+        // TODO(repl): call crate::replace for this config once its API lands.
+        let msg = format!(
+            "{name}: after_pull = \"live\" is not available in this build yet; the new tree is loaded at the next boot"
+        );
+        log::error!("{msg}");
+        failed.push(name.clone());
+    }
+
+    let summary = format!(
+        "pull for kernel {kver} in {:.1}s: {}",
+        t0.elapsed().as_secs_f64(),
+        summaries.join("; ")
+    );
+    if !reboot_for.is_empty() {
+        request_reboot(&store, &kver, &reboot_for)?;
+        log::notice!("{summary}; rebooting to load the new modules early in boot");
+        notify::ready(&format!("{summary}; rebooting"));
+    } else {
+        if failed.is_empty() {
+            log::notice!("{summary}");
+        } else {
+            log::error!("{summary}");
+        }
+        notify::ready(&summary);
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Count the reboot against each config's guard, then ask systemd. The
+/// counter is saved before the request so a crash cannot skip it.
+fn request_reboot(store: &Store, kver: &str, configs: &[(String, u32)]) -> Result<()> {
+    for (name, max) in configs {
+        let path = store.pull_state_path(name);
+        let mut st: PullState = state::load(&path)?.unwrap_or_default();
+        let n = st.reboots.get(kver).copied().unwrap_or(0);
+        if n >= *max {
+            bail!(
+                "{name}: already rebooted {n} times for kernel {kver} (pull.max_reboots_per_kernel = {max}); \
+                 not rebooting again: see `kmm-day1-agent status` and the replace unit's journal"
+            );
+        }
+        st.reboots.insert(kver.to_string(), n + 1);
+        state::save(&path, &st)?;
+    }
+    // Spawned, not exec'd: our exit status and the journal line still land.
+    let status = std::process::Command::new("systemctl")
+        .arg("reboot")
+        .status()
+        .context("running `systemctl reboot`")?;
+    if !status.success() {
+        bail!("`systemctl reboot` failed ({status})");
+    }
+    Ok(())
+}
+
+fn pull_one(
+    store: &Store,
+    name: &str,
+    cfg: &NodeConfig,
+    kver: &str,
+    opts: &cli::PullOpts,
+    deadline: Instant,
+) -> Result<Outcome> {
+    let Some(resolved) = cfg.resolve(name, kver)? else {
+        let msg = format!("no kernel mapping matches kernel {kver}: nothing to pull");
+        log::info!("{name}: {msg}");
+        return Ok(Outcome::simple(PullResult::NoMapping, msg));
+    };
+    notify::status(&format!("{name}: resolving {}", resolved.reference));
+    let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
+        Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),
+        None => Box::new(Registry::new(RegistryOptions::for_node(
+            &resolved, cfg, deadline,
+        ))?),
+    };
+    let image = src
+        .resolve(&resolved.image)
+        .with_context(|| format!("resolving {}", resolved.reference))?;
+    let hex = blobs::digest_hex(&image.digest)?.to_string();
+    let kdir = store.kernel_dir(name, kver);
+    let mut outcome = Outcome {
+        image: Some(resolved.reference.clone()),
+        digest: Some(image.digest.clone()),
+        source: Some(image.source.clone()),
+        ..Outcome::simple(PullResult::UpToDate, String::new())
+    };
+    if store
+        .current_meta(name, kver)?
+        .is_some_and(|m| m.digest == image.digest && m.kernel == kver)
+    {
+        outcome.message = format!("{} is up to date ({})", resolved.reference, image.digest);
+        return Ok(outcome);
+    }
+    if publish::complete_tree(&kdir, &hex).is_some() {
+        let previous = publish::swap_current(&kdir, &publish::tree_name(&hex))?;
+        publish::gc(store, name, kver, previous.as_deref())?;
+        outcome.result = PullResult::Published;
+        outcome.fresh = true;
+        outcome.message = format!(
+            "{} ({}) was already in the store; made it current",
+            resolved.reference, image.digest
+        );
+        log::info!("{name}: {}", outcome.message);
+        return Ok(outcome);
+    }
+
+    let total: u64 = image.layers.iter().map(|l| l.size).sum();
+    if total > cfg.limits.max_download_bytes {
+        bail!(
+            "{} has {total} bytes of layers, more than limits.max_download_bytes ({})",
+            resolved.reference,
+            cfg.limits.max_download_bytes
+        );
+    }
+    let n = image.layers.len();
+    let mut paths = Vec::with_capacity(n);
+    for (i, layer) in image.layers.iter().enumerate() {
+        let label = format!("{name}: layer {}/{n}", i + 1);
+        notify::status(&format!("{label} ({} MiB)", layer.size >> 20));
+        paths.push(blobs::fetch(
+            &store.blobs_dir(),
+            src.as_mut(),
+            &image,
+            layer,
+            &label,
+        )?);
+    }
+    outcome.downloaded = total;
+
+    fs::create_dir_all(&kdir).with_context(|| format!("creating {}", kdir.display()))?;
+    let tmp = publish::temp_tree(&kdir, &hex);
+    let result = extract_and_publish(
+        store, name, cfg, kver, &image, &paths, &tmp, &kdir, &hex, total,
+    );
+    if result.is_err() {
+        // Nothing half-extracted stays behind a failed pull.
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    let (meta, previous) = result?;
+    let digests: Vec<String> = image.layers.iter().map(|l| l.digest.clone()).collect();
+    publish::drop_blobs(store, &digests);
+    publish::gc(store, name, kver, previous.as_deref())?;
+    outcome.result = PullResult::Published;
+    outcome.fresh = true;
+    outcome.extracted = meta.extracted_bytes;
+    outcome.message = format!(
+        "published {} ({}): {} files, {} MiB downloaded, {} MiB extracted",
+        resolved.reference,
+        image.digest,
+        meta.files,
+        total >> 20,
+        meta.extracted_bytes >> 20
+    );
+    log::info!("{name}: {}", outcome.message);
+    Ok(outcome)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn extract_and_publish(
+    _store: &Store,
+    name: &str,
+    cfg: &NodeConfig,
+    kver: &str,
+    image: &ResolvedImage,
+    layers: &[PathBuf],
+    tmp: &Path,
+    kdir: &Path,
+    hex: &str,
+    downloaded: u64,
+) -> Result<(TreeMeta, Option<String>)> {
+    if tmp.exists() {
+        fs::remove_dir_all(tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
+    fs::create_dir(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let filter = Filter {
+        module_root: cfg.module_root.clone(),
+        kernel: kver.to_string(),
+        firmware_dir: cfg.firmware_dir.clone(),
+    };
+    let mut x = Extractor::new(
+        tmp,
+        &filter,
+        Caps {
+            max_entries: cfg.limits.max_entries,
+            max_bytes: cfg.limits.max_extract_bytes,
+        },
+    );
+    let n = layers.len();
+    for (i, (path, desc)) in layers.iter().zip(&image.layers).enumerate() {
+        notify::status(&format!("{name}: extracting layer {}/{n}", i + 1));
+        x.apply_blob(path, &desc.media_type).with_context(|| {
+            format!(
+                "layer {}/{n} ({}) of {}",
+                i + 1,
+                desc.digest,
+                image.reference
+            )
+        })?;
+    }
+    let summary = x.finish()?;
+    check_tree(tmp, cfg, kver, &image.reference, &summary.kernels_seen)?;
+    let meta = TreeMeta {
+        digest: image.digest.clone(),
+        index_digest: image.index_digest.clone(),
+        image: image.reference.clone(),
+        source: image.source.clone(),
+        kernel: kver.to_string(),
+        layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
+        downloaded_bytes: downloaded,
+        extracted_bytes: summary.bytes,
+        files: summary.files,
+        firmware: tmp.join("firmware").is_dir(),
+        pulled: state::now_rfc3339(),
+    };
+    notify::status(&format!("{name}: publishing {}", image.digest));
+    let previous = publish::publish(kdir, tmp, hex, &meta)?;
+    Ok((meta, previous))
+}
+
+/// The image must have this kernel's module tree, every configured module in
+/// its `modules.dep`, and modules built for this kernel.
+fn check_tree(
+    tree: &Path,
+    cfg: &NodeConfig,
+    kver: &str,
+    reference: &str,
+    kernels_seen: &BTreeSet<String>,
+) -> Result<()> {
+    let mdir = tree.join("lib/modules").join(kver);
+    let where_ = format!(
+        "{}/lib/modules/{kver}",
+        cfg.module_root.trim_end_matches('/')
+    );
+    if !mdir.is_dir() {
+        let has = if kernels_seen.is_empty() {
+            format!(
+                "no kernel at all under {}/lib/modules",
+                cfg.module_root.trim_end_matches('/')
+            )
+        } else {
+            format!(
+                "only {}",
+                kernels_seen.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        };
+        bail!("{reference} has no module tree for kernel {kver} ({where_}); it has {has}");
+    }
+    let dep_path = mdir.join("modules.dep");
+    let deps = fs::read_to_string(&dep_path).with_context(|| {
+        format!(
+            "{reference} has no {where_}/modules.dep: build the image with `depmod -b {} {kver}`",
+            cfg.module_root
+        )
+    })?;
+    let entries = parse_modules_dep(&deps);
+    for m in &cfg.modules {
+        let Some((path, needs)) = entries
+            .iter()
+            .find(|(p, _)| module_name_eq(&module_name(p), m))
+        else {
+            let listed: Vec<String> = entries
+                .iter()
+                .map(|(p, _)| module_name(p))
+                .take(20)
+                .collect();
+            bail!(
+                "{reference}: module `{m}` is not in {where_}/modules.dep (it lists: {})",
+                if listed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    listed.join(", ")
+                }
+            );
+        };
+        for file in std::iter::once(path).chain(needs.iter()) {
+            let f = mdir.join(file);
+            if !f.is_file() {
+                bail!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
+            }
+            let info = modinfo::read(&f).map_err(anyhow::Error::from)?;
+            match info.vermagic_release() {
+                Some(v) if v == kver => {}
+                Some(v) => bail!(
+                    "{reference}: {where_}/{file} was built for kernel {v}, not {kver} (vermagic `{}`)",
+                    info.vermagic.as_deref().unwrap_or_default().trim()
+                ),
+                None => bail!("{reference}: {where_}/{file} has no vermagic: not a loadable module"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `modules.dep` lines: `path: dep dep…`.
+fn parse_modules_dep(text: &str) -> Vec<(String, Vec<String>)> {
+    text.lines()
+        .filter_map(|l| {
+            let (path, deps) = l.split_once(':')?;
+            let deps = deps.split_ascii_whitespace().map(str::to_string).collect();
+            Some((path.trim().to_string(), deps))
+        })
+        .collect()
+}
+
+/// `kernel/drivers/net/sfc/sfc.ko.xz` → `sfc`.
+fn module_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let base = base.split(".ko").next().unwrap_or(base);
+    base.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_dep_names() {
+        let d = parse_modules_dep(
+            "extra/sfc.ko: kernel/mdio.ko.xz kernel/mtd.ko\nkernel/mdio.ko.xz:\n",
+        );
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].1, ["kernel/mdio.ko.xz", "kernel/mtd.ko"]);
+        assert_eq!(module_name(&d[1].0), "mdio");
+        assert_eq!(module_name("a/b/my-mod.ko.zst"), "my-mod");
+    }
 }
