@@ -125,3 +125,47 @@ kmt_net() {
     ip link set lo up
     ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up
 }
+
+# kmt_json FILE KEY: the string value of a top-level "KEY" in a JSON state
+# file (enough for the agent's flat state files; busybox has no JSON tool).
+kmt_json() {
+    tr -d '\n' 2>/dev/null <"$1" | sed -n "s/.*\"$2\" *: *\"\\([^\"]*\\)\".*/\\1/p"
+}
+
+# kmt_run DESC CMD…: CMD must succeed; its output (stdout and stderr) is
+# shown on the console and kept in $KMT_OUT.
+kmt_run() {
+    local desc=$1 rc=0
+    shift
+    KMT_OUT=$("$@" 2>&1) || rc=$?
+    printf '%s\n' "$KMT_OUT" | sed 's/^/    | /'
+    if [ $rc = 0 ]; then kmt_pass "$desc"; else kmt_fail "$desc (exit $rc: $*)"; fi
+}
+
+# kmt_run_fails DESC CMD…: like kmt_run, but CMD must fail.
+kmt_run_fails() {
+    local desc=$1 rc=0
+    shift
+    KMT_OUT=$("$@" 2>&1) || rc=$?
+    printf '%s\n' "$KMT_OUT" | sed 's/^/    | /'
+    if [ $rc != 0 ]; then kmt_pass "$desc (exit $rc)"; else kmt_fail "$desc (succeeded: $*)"; fi
+}
+
+# kmt_before DESC FIRST SECOND TEXT: a line of TEXT matching FIRST comes
+# before any line matching SECOND (grep -E patterns).
+kmt_before() {
+    local a b
+    a=$(printf '%s\n' "$4" | grep -nE -- "$2" | head -n 1 | cut -d: -f1)
+    b=$(printf '%s\n' "$4" | grep -nE -- "$3" | head -n 1 | cut -d: -f1)
+    if [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ]; then
+        kmt_pass "$1"
+    else
+        kmt_fail "$1: /$2/ (line ${a:-none}) not before /$3/ (line ${b:-none})"
+    fi
+}
+
+# How many times a module's init ran this boot, from its own log line: tells a
+# reload from a module left alone.
+kmt_inits() {
+    dmesg | grep -c "$1"
+}
