@@ -675,9 +675,43 @@ impl Registry {
                     challenged = true;
                     self.answer_challenge(ep, &resp)?;
                 }
+                401 if on_origin => return Err(self.refused(ep)),
                 status => return Err(status_error(ep, &url, what, status, resp)),
             }
         }
+    }
+
+    /// The error for a 401 that answered our credentials (or token).
+    fn refused(&self, ep: &Endpoint) -> RegistryError {
+        let detail = match self.auth.lookup(&ep.host, &ep.repository) {
+            Some((_, file)) => format!(
+                "the registry refused the credentials from {} (or the repository does not exist)",
+                file.display()
+            ),
+            None => self.no_credentials(ep),
+        };
+        RegistryError::Unauthorized {
+            endpoint: ep.name(),
+            detail,
+        }
+    }
+
+    fn no_credentials(&self, ep: &Endpoint) -> String {
+        let files: Vec<String> = self
+            .opts
+            .auth_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "the registry requires credentials and none for {} are in {} (or the repository does not exist)",
+            ep.name(),
+            if files.is_empty() {
+                "the auth files (none configured)".to_string()
+            } else {
+                files.join(", ")
+            }
+        )
     }
 
     /// Set `self.authz` for `ep` from a 401's `WWW-Authenticate`.
@@ -691,16 +725,7 @@ impl Registry {
             .auth
             .lookup(&ep.host, &ep.repository)
             .map(|(c, p)| (c.clone(), p.to_path_buf()));
-        let files: Vec<String> = self
-            .opts
-            .auth_files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        let none_msg = format!(
-            "the registry requires credentials and none for {key} are in {} (or the repository does not exist)",
-            if files.is_empty() { "the auth files (none configured)".to_string() } else { files.join(", ") }
-        );
+        let none_msg = self.no_credentials(ep);
         let (scheme, params) = parse_challenge(&challenge);
         match scheme.to_ascii_lowercase().as_str() {
             "basic" => match creds {

@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+/// A real registry (docker-registry, umoci, skopeo) for tests.
+pub mod registry;
+
 /// True when the full suite is running and every external tool must exist.
 pub fn full_suite() -> bool {
     std::env::var_os("KMM_DAY1_FULL").is_some_and(|v| v == "1")
