@@ -1,0 +1,41 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
+# One image in the registry (only the out-of-tree dummy) and three configs
+# that ask for it: one for a tag that does not exist, one for a module the
+# image lacks, one that is fine.
+SCN_AGENT=1
+
+scenario_prepare() {
+    local root=$1 out=$3
+    registry_start "$out/registry" || return 1
+    SCN_NET_PORT=$REGISTRY_PORT
+    kmm_tree "$out/image-src" dummy >/dev/null
+    oci_image "$out/image-src" "$out/oci" "$RELEASE" || return 1
+    push_image "$out/oci" "$RELEASE" "$REGISTRY_PORT" kmmtest/dummy || return 1
+    mkdir -p "$root/etc/kmm-day1"
+    local repo='10.0.2.100:5000/kmmtest/dummy'
+    cat >"$root/etc/kmm-day1/missing-tag.toml" <<TOML
+image = "$repo:nosuch-\${KERNEL_FULL_VERSION}"
+modules = ["dummy"]
+[pull]
+insecure = true
+after_pull = "none"
+TOML
+    cat >"$root/etc/kmm-day1/missing-module.toml" <<TOML
+image = "$repo:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "kmmtest_params"]
+[pull]
+insecure = true
+after_pull = "none"
+TOML
+    cat >"$root/etc/kmm-day1/good.toml" <<TOML
+image = "$repo:\${KERNEL_FULL_VERSION}"
+modules = ["dummy"]
+[pull]
+insecure = true
+after_pull = "none"
+TOML
+}
+
+scenario_cleanup() {
+    registry_stop
+}
