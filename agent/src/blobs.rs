@@ -21,7 +21,7 @@ use kmm_day1_config::ImageRef;
 use serde::Deserialize;
 
 use crate::registry::{Descriptor, Platform, Registry, RegistryError, ResolvedImage};
-use crate::{notify, store};
+use crate::{log, notify, store};
 
 /// An image's manifest and blobs, from a registry or a local layout.
 pub trait ImageSource {
@@ -164,6 +164,11 @@ pub fn fetch(
         }
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         if have > 0 {
+            log::info!(
+                "{label}: resuming {} at byte {have} of {}",
+                desc.digest,
+                desc.size
+            );
             hash_prefix(&file, have, &mut ctx)
                 .with_context(|| format!("reading {}", partial.display()))?;
         }

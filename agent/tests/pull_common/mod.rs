@@ -1,0 +1,309 @@
+//! Shared by the `pull_*` integration tests: KMM driver images built with
+//! the real `umoci` from Debian's modules, a node (config dir + store) to
+//! run `kmm-day1-agent pull` on, and tree snapshots to compare.
+
+// Helpers of a test crate: a failed step should panic with its error.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kmm_day1_tests::{full_suite, require_tool};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_kmm-day1-agent");
+
+/// Debian's module tree: (release, lib/modules/<release> dir).
+pub fn kernel_tree() -> Option<(String, PathBuf)> {
+    let cache = std::env::var_os("KMM_DAY1_KERNEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/kmm-day1-tests/kernel"));
+    let release = fs::read_to_string(cache.join("release"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    match release {
+        Some(r) if cache.join("root/lib/modules").join(&r).is_dir() => {
+            let dir = cache.join("root/lib/modules").join(&r);
+            Some((r, dir))
+        }
+        _ => {
+            assert!(
+                !full_suite(),
+                "Debian's kernel tree is missing: tests/setup.d/20-kernel-tree.sh must provide it"
+            );
+            eprintln!("skipping: no Debian kernel tree (run tests/setup.d/20-kernel-tree.sh)");
+            None
+        }
+    }
+}
+
+pub fn tools() -> bool {
+    ["umoci", "depmod"].iter().all(|t| require_tool(t))
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "kmm-day1-pull-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod")
+            .arg("-R")
+            .arg("u+rwX")
+            .arg(&self.0)
+            .status();
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A KMM driver image in an OCI layout, built in two layers:
+/// 1. `extra/{macvtap,macvlan,tap,dummy}.ko` for `dir_kver`, modules.dep,
+///    firmware (with a symlink), and files outside the selected dirs;
+/// 2. removes `dummy.ko` (umoci writes a whiteout), re-runs depmod, adds a
+///    firmware file.
+///
+/// Returns the bundle rootfs (the image as a container would see it).
+pub struct Built {
+    pub layout: PathBuf,
+    pub rootfs: PathBuf,
+}
+
+pub fn build_image(work: &Path, modules: &Path, dir_kver: &str, tag: &str) -> Built {
+    build_image_with(work, modules, dir_kver, tag, 0)
+}
+
+/// As [`build_image`], with `random_fw` bytes of incompressible firmware
+/// (`firmware/acme/big.bin`) in the first layer.
+pub fn build_image_with(
+    work: &Path,
+    modules: &Path,
+    dir_kver: &str,
+    tag: &str,
+    random_fw: u64,
+) -> Built {
+    let layout = work.join("layout");
+    if !layout.join("index.json").exists() {
+        run(Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout));
+    }
+    let image = format!("{}:{tag}", layout.display());
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    let bundle = work.join(format!("bundle-{tag}"));
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
+    fs::create_dir_all(mdir.join("extra")).unwrap();
+    for m in ["macvtap", "macvlan", "tap", "dummy"] {
+        fs::copy(
+            modules.join(format!("kernel/drivers/net/{m}.ko")),
+            mdir.join(format!("extra/{m}.ko")),
+        )
+        .unwrap();
+    }
+    run(Command::new("depmod")
+        .arg("-b")
+        .arg(rootfs.join("opt"))
+        .arg(dir_kver));
+    fs::create_dir_all(rootfs.join("firmware/acme")).unwrap();
+    fs::write(rootfs.join("firmware/acme/fw-1.bin"), [7u8; 3000]).unwrap();
+    if random_fw > 0 {
+        let mut src = fs::File::open("/dev/urandom").unwrap().take(random_fw);
+        let mut dst = fs::File::create(rootfs.join("firmware/acme/big.bin")).unwrap();
+        std::io::copy(&mut src, &mut dst).unwrap();
+    }
+    std::os::unix::fs::symlink("fw-1.bin", rootfs.join("firmware/acme/fw.bin")).unwrap();
+    fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
+    fs::write(rootfs.join("usr/bin/tool"), "not extracted").unwrap();
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+    // repack diffs against the image the bundle was unpacked from: unpack
+    // the one-layer image again for the second layer.
+    let bundle = work.join(format!("bundle-{tag}-2"));
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image", &image])
+        .arg(&bundle));
+    let rootfs = bundle.join("rootfs");
+    let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
+    fs::remove_file(mdir.join("extra/dummy.ko")).unwrap();
+    run(Command::new("depmod")
+        .arg("-b")
+        .arg(rootfs.join("opt"))
+        .arg(dir_kver));
+    fs::write(rootfs.join("firmware/acme/fw-2.bin"), [9u8; 5000]).unwrap();
+    run(Command::new("umoci")
+        .args(["repack", "--image", &image])
+        .arg(&bundle));
+    Built { layout, rootfs }
+}
+
+/// Every path under `dir` → file bytes, `-> target` for links, `/` for dirs.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(dir.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let p = rel.join(e.file_name());
+            let key = p.to_string_lossy().into_owned();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                let t = fs::read_link(e.path()).unwrap();
+                out.insert(key, format!("-> {}", t.display()).into_bytes());
+            } else if ft.is_dir() {
+                out.insert(format!("{key}/"), Vec::new());
+                stack.push(p);
+            } else {
+                out.insert(key, fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+pub struct Node {
+    pub config_dir: PathBuf,
+    pub store: PathBuf,
+}
+
+impl Node {
+    pub fn new(work: &Path, toml: &str) -> Node {
+        let config_dir = work.join("etc");
+        fs::create_dir_all(&config_dir).unwrap();
+        fs::write(config_dir.join("drv.toml"), toml).unwrap();
+        Node {
+            config_dir,
+            store: work.join("store"),
+        }
+    }
+
+    /// `pull --oci-layout LAYOUT`.
+    pub fn pull(&self, kver: &str, layout: &Path, notify: Option<&Path>) -> Output {
+        self.command(kver, notify)
+            .arg("--oci-layout")
+            .arg(layout)
+            .output()
+            .unwrap()
+    }
+
+    /// `pull` from the registry the config names.
+    pub fn pull_registry(&self, kver: &str) -> Output {
+        self.command(kver, None).output().unwrap()
+    }
+
+    pub fn command(&self, kver: &str, notify: Option<&Path>) -> Command {
+        let mut cmd = Command::new(AGENT);
+        cmd.arg("pull")
+            .arg("--no-reboot")
+            .arg("--config-dir")
+            .arg(&self.config_dir)
+            .arg("--store")
+            .arg(&self.store)
+            .arg("--kernel-release")
+            .arg(kver)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null());
+        if let Some(n) = notify {
+            cmd.env("NOTIFY_SOCKET", n);
+        }
+        cmd
+    }
+
+    pub fn kdir(&self, kver: &str) -> PathBuf {
+        self.store.join("drv").join(kver)
+    }
+}
+
+pub const CONFIG: &str = r#"
+image = "registry.test/acme/drv:v1"
+modules = ["macvtap"]
+firmware_dir = "/firmware"
+"#;
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The manifest digest umoci recorded for `tag`.
+pub fn manifest_digest(layout: &Path, tag: &str) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn layers(layout: &Path, manifest: &str) -> Vec<String> {
+    let hex = manifest.trim_start_matches("sha256:");
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What the published tree must hold: the image's module dir and firmware
+/// dir after both layers, file for file, plus meta.json.
+pub fn expected_tree(rootfs: &Path, kver: &str) -> BTreeMap<String, Vec<u8>> {
+    let mut want = BTreeMap::new();
+    for (k, v) in snapshot(&rootfs.join("opt/lib/modules").join(kver)) {
+        want.insert(format!("lib/modules/{kver}/{k}"), v);
+    }
+    for (k, v) in snapshot(&rootfs.join("firmware")) {
+        want.insert(format!("firmware/{k}"), v);
+    }
+    for d in ["lib/", "lib/modules/", "firmware/"] {
+        want.insert(d.to_string(), Vec::new());
+    }
+    want.insert(format!("lib/modules/{kver}/"), Vec::new());
+    want
+}
+
+pub fn assert_nothing_published(node: &Node, kver: &str) {
+    let kdir = node.kdir(kver);
+    let left: Vec<_> = fs::read_dir(&kdir)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", kdir.display());
+    let pull: serde_json::Value =
+        serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
+    assert_eq!(pull["result"], "failed");
+}

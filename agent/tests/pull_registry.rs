@@ -1,0 +1,246 @@
+//! `kmm-day1-agent pull` against Debian's real `docker-registry` on
+//! 127.0.0.1 (tests/common/registry.rs), with the images of `pull_layout`
+//! pushed by `skopeo`: TLS with a private CA and basic auth, a corrupted
+//! blob, and `kill -9` in the middle of a download.
+
+// Helpers of a test crate: a failed step should panic with its error.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kmm_day1_tests::registry::{self, Registry, Setup};
+
+mod pull_common;
+use pull_common::*;
+
+/// Push `layout:tag` as `repo_tag`; the manifest digest the registry has.
+fn push_layout(
+    reg: &Registry,
+    layout: &Path,
+    tag: &str,
+    repo_tag: &str,
+    creds: Option<(&str, &str)>,
+) -> String {
+    let digest_file = layout.with_extension("digest");
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["--insecure-policy", "copy", "--quiet"]);
+    match reg.certs_dir() {
+        Some(d) => cmd.arg(format!("--dest-cert-dir={}", d.join(reg.host()).display())),
+        None => cmd.arg("--dest-tls-verify=false"),
+    };
+    match creds {
+        Some((u, p)) => cmd.arg(format!("--dest-creds={u}:{p}")),
+        None => cmd.arg("--dest-no-creds"),
+    };
+    cmd.arg("--digestfile").arg(&digest_file);
+    cmd.arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{}/{repo_tag}", reg.host()));
+    run(&mut cmd);
+    fs::read_to_string(&digest_file).unwrap().trim().to_string()
+}
+
+fn ready() -> Option<(String, std::path::PathBuf)> {
+    if !tools() || !registry::tools_available() || !require_skopeo() {
+        return None;
+    }
+    kernel_tree()
+}
+
+fn require_skopeo() -> bool {
+    kmm_day1_tests::require_tool("skopeo")
+}
+
+#[test]
+fn pulls_from_a_tls_registry_with_basic_auth() {
+    let Some((kver, modules)) = ready() else {
+        return;
+    };
+    let reg = Registry::start(Setup {
+        tls: true,
+        htpasswd: Some(("kmm".into(), "s3cret".into())),
+        ..Setup::default()
+    })
+    .unwrap();
+    let work = Scratch::new("reg-tls");
+    let img = build_image(&work.0, &modules, &kver, "v1");
+    let digest = push_layout(
+        &reg,
+        &img.layout,
+        "v1",
+        "acme/drv:v1",
+        Some(("kmm", "s3cret")),
+    );
+    let auth = work.0.join("auth.json");
+    fs::write(
+        &auth,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.host(),
+            registry::std_b64(b"kmm:s3cret")
+        ),
+    )
+    .unwrap();
+    let ca_dir = reg.certs_dir().unwrap().join(reg.host());
+    let node = Node::new(
+        &work.0,
+        &format!(
+            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+             [pull]\nauth_files = [\"{}\"]\nca_dir = \"{}\"\n",
+            reg.host(),
+            auth.display(),
+            ca_dir.display()
+        ),
+    );
+    let out = node.pull_registry(&kver);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hex = digest.trim_start_matches("sha256:");
+    let tree = node.kdir(&kver).join(format!("sha256-{hex}"));
+    let mut got = snapshot(&tree);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&got.remove("meta.json").unwrap()).unwrap();
+    assert_eq!(got, expected_tree(&img.rootfs, &kver));
+    assert_eq!(meta["source"], format!("{}/acme/drv", reg.host()).as_str());
+    assert_eq!(
+        fs::read_link(node.kdir(&kver).join("current")).unwrap(),
+        Path::new(&format!("sha256-{hex}"))
+    );
+
+    let out = node.pull_registry(&kver);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is up to date"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_corrupted_blob_publishes_nothing() {
+    let Some((kver, modules)) = ready() else {
+        return;
+    };
+    let reg = Registry::start(Setup::default()).unwrap();
+    let work = Scratch::new("reg-corrupt");
+    let img = build_image(&work.0, &modules, &kver, "v1");
+    let digest = push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
+    let l2 = layers(&img.layout, &digest)[1].clone();
+    // The registry serves its stored bytes as they are: flip one.
+    let stored = reg.blob_path(&l2);
+    let mut bytes = fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    fs::write(&stored, &bytes).unwrap();
+
+    let node = Node::new(
+        &work.0,
+        &format!(
+            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+             [pull]\ninsecure = true\n",
+            reg.host()
+        ),
+    );
+    let out = node.pull_registry(&kver);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("digest mismatch") && err.contains(&format!("expected {l2}")),
+        "{err}"
+    );
+    assert_nothing_published(&node, &kver);
+    let l2hex = l2.trim_start_matches("sha256:");
+    let blobs = node.store.join("blobs/sha256");
+    assert!(!blobs.join(l2hex).exists() && !blobs.join(format!("{l2hex}.partial")).exists());
+}
+
+/// A TCP forwarder to `upstream` that sends responses at about 1.6 MB/s,
+/// so a download can be interrupted. Its threads end with the test process.
+fn slow_proxy(upstream: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_in, &mut s_out);
+            });
+            let (mut s_in, mut c_out) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
+    let Some((kver, modules)) = ready() else {
+        return;
+    };
+    let reg = Registry::start(Setup::default()).unwrap();
+    let work = Scratch::new("reg-kill");
+    let img = build_image_with(&work.0, &modules, &kver, "v1", 8 << 20);
+    let digest = push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
+    let config = |port: u16| {
+        format!(
+            "image = \"127.0.0.1:{port}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+             [pull]\ninsecure = true\n"
+        )
+    };
+    let proxy = slow_proxy(reg.port);
+    let node = Node::new(&work.0, &config(proxy));
+    let mut child = node
+        .command(&kver, None)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let blobs = node.store.join("blobs/sha256");
+    let until = Instant::now() + Duration::from_secs(60);
+    let partial = loop {
+        let big = fs::read_dir(&blobs).ok().and_then(|d| {
+            d.flatten().find(|e| {
+                e.file_name().to_string_lossy().ends_with(".partial")
+                    && e.metadata().is_ok_and(|m| m.len() > 1 << 20)
+            })
+        });
+        if let Some(e) = big {
+            break e.path();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pull ended before it could be killed"
+        );
+        assert!(Instant::now() < until, "no partial blob appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SIGKILL: no destructor, no cleanup.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let cut = fs::metadata(&partial).unwrap().len();
+    assert!(!node.kdir(&kver).join("current").exists());
+
+    // Straight to the registry this time; the same digests resume.
+    fs::write(node.config_dir.join("drv.toml"), config(reg.port)).unwrap();
+    let out = node.pull_registry(&kver);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("at byte {cut} of")),
+        "no resume from {cut}: {err}"
+    );
+    let hex = digest.trim_start_matches("sha256:");
+    let mut got = snapshot(&node.kdir(&kver).join(format!("sha256-{hex}")));
+    got.remove("meta.json");
+    assert_eq!(got, expected_tree(&img.rootfs, &kver));
+    assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0);
+}
