@@ -240,3 +240,45 @@ fn bad_param_syntax() {
     let line = out.one_line_error();
     assert!(line.contains("--param `rss_cpus`"), "{line}");
 }
+
+#[test]
+fn agent_for_arch_is_embedded_or_asked_for() {
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--pool",
+        "worker",
+        "--arch",
+        "aarch64",
+        "--format",
+        "ignition",
+    ]);
+    match option_env!("KMM_DAY1_EMBEDDED_AARCH64") {
+        // Built by `make`: the embedded agent is what lands on the node.
+        Some(path) => {
+            let ign: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+            let agent = util::decode_contents(&ign["storage"]["files"][0]["contents"]);
+            assert!(
+                agent == util::read(path),
+                "embedded aarch64 agent differs from {path}"
+            );
+        }
+        None => {
+            let line = out.one_line_error();
+            assert!(line.contains("without an embedded aarch64 agent"), "{line}");
+            assert!(
+                line.contains("--agent PATH") && line.contains("`make`"),
+                "{line}"
+            );
+        }
+    }
+    let version = kmm_day1(&["--version"]);
+    let embedded = option_env!("KMM_DAY1_EMBEDDED_X86_64").is_some();
+    assert_eq!(
+        version.ok().contains("x86_64 (not embedded)"),
+        !embedded,
+        "{}",
+        version.stdout_str()
+    );
+}

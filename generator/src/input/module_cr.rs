@@ -327,6 +327,7 @@ spec:
     #[test]
     fn minimal_module_maps_name_pool_image() {
         let l = map(&cr(BASE), None).unwrap();
+        assert_eq!(l.config.in_tree_remove, None, "default: the modules' names");
         assert_eq!(l.name, "sfc-oot");
         assert_eq!(l.pool.as_deref(), Some("worker"));
         assert_eq!(l.config.modules, ["sfc"]);
@@ -338,6 +339,16 @@ spec:
         assert_eq!(l.config.mod_namespace.as_deref(), Some("kmm"));
         assert!(l.warnings.is_empty(), "{:?}", l.warnings);
         assert_eq!(map(&cr(BASE), Some("x")).unwrap().name, "x");
+        // KMM's behaviour (remove nothing) stays expressible.
+        let y = BASE.replace(
+            "      modprobe:\n",
+            "      inTreeModulesToRemove: []\n      modprobe:\n",
+        );
+        let l = map(&cr(&y), None).unwrap();
+        assert_eq!(l.config.in_tree_remove, Some(Vec::new()));
+        l.config
+            .validate(std::path::Path::new("sfc-oot.toml"))
+            .unwrap();
     }
 
     #[test]
