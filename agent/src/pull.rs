@@ -128,13 +128,31 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         publish::clear_blobs(&store)?;
     }
 
-    for name in &live_for {
-        // TODO(repl): call crate::replace for this config once its API lands.
-        let msg = format!(
-            "{name}: after_pull = \"live\" is not available in this build yet; the new tree is loaded at the next boot"
-        );
-        log::error!("{msg}");
-        failed.push(name.clone());
+    if !live_for.is_empty() {
+        // The replace phase covers every config and is idempotent: configs
+        // already loaded are left alone.
+        notify::status(&format!(
+            "swapping modules live for {}",
+            live_for.join(", ")
+        ));
+        let replace_opts = cli::ReplaceOpts {
+            common: opts.common.clone(),
+            ..cli::ReplaceOpts::default()
+        };
+        match crate::replace::run(&replace_opts) {
+            Ok(code) if code == ExitCode::SUCCESS => {
+                summaries.push(format!("swapped live: {}", live_for.join(", ")));
+            }
+            Ok(_) => {
+                summaries.push("the live swap failed (see the replace lines above)".into());
+                failed.extend(live_for.iter().cloned());
+            }
+            Err(e) => {
+                log::error!("live swap after pull: {e:#}");
+                summaries.push("the live swap failed".into());
+                failed.extend(live_for.iter().cloned());
+            }
+        }
     }
 
     let summary = format!(

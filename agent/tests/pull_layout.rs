@@ -210,3 +210,72 @@ fn recovers_from_a_crash_mid_pull() {
     assert!(!node.store.join("drv/.pull.json.tmp").exists());
     assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0);
 }
+
+#[test]
+fn reboot_is_requested_once_per_publish_and_guarded() {
+    if !tools() {
+        return;
+    }
+    let Some((kver, modules)) = kernel_tree() else {
+        return;
+    };
+    let work = Scratch::new("reboot");
+    let img = build_image(&work.0, &modules, &kver, "v1");
+    let node = Node::new(
+        &work.0,
+        &format!("{CONFIG}[pull]\nafter_pull = \"reboot\"\nmax_reboots_per_kernel = 2\n"),
+    );
+    // This host must not reboot: a `systemctl` first on PATH records calls.
+    let bin = work.0.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let calls = work.0.join("systemctl.calls");
+    fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let pull = || {
+        node.command(&kver, None)
+            .env("PATH", &path)
+            .arg("--oci-layout")
+            .arg(&img.layout)
+            .output()
+            .unwrap()
+    };
+    let reboots = |n: u64| {
+        let st: serde_json::Value =
+            serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
+        assert_eq!(st["reboots"][&kver], n, "{st}");
+    };
+    let forget_tree = || fs::remove_dir_all(node.kdir(&kver)).unwrap();
+
+    let out = pull();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&calls).unwrap(), "reboot\n");
+    assert!(stderr(&out).contains("rebooting"), "{}", stderr(&out));
+    reboots(1);
+    // Up to date: no reboot.
+    let out = pull();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&calls).unwrap(), "reboot\n");
+    forget_tree();
+    assert!(pull().status.success());
+    reboots(2);
+    forget_tree();
+    let out = pull();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("already rebooted 2 times for kernel {kver}")),
+        "{err}"
+    );
+    assert_eq!(fs::read_to_string(&calls).unwrap(), "reboot\nreboot\n");
+    reboots(2);
+}

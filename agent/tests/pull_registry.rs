@@ -201,6 +201,7 @@ fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
     let node = Node::new(&work.0, &config(proxy));
     let mut child = node
         .command(&kver, None)
+        .arg("--no-reboot")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -208,6 +208,7 @@ impl Node {
     /// `pull --oci-layout LAYOUT`.
     pub fn pull(&self, kver: &str, layout: &Path, notify: Option<&Path>) -> Output {
         self.command(kver, notify)
+            .arg("--no-reboot")
             .arg("--oci-layout")
             .arg(layout)
             .output()
@@ -216,13 +217,16 @@ impl Node {
 
     /// `pull` from the registry the config names.
     pub fn pull_registry(&self, kver: &str) -> Output {
-        self.command(kver, None).output().unwrap()
+        self.command(kver, None)
+            .arg("--no-reboot")
+            .output()
+            .unwrap()
     }
 
+    /// `pull` with the node's dirs, without `--no-reboot`.
     pub fn command(&self, kver: &str, notify: Option<&Path>) -> Command {
         let mut cmd = Command::new(AGENT);
         cmd.arg("pull")
-            .arg("--no-reboot")
             .arg("--config-dir")
             .arg(&self.config_dir)
             .arg("--store")
