@@ -44,6 +44,9 @@ pub struct ReplaceOpts {
     /// A directory holding `<kernel>/modules.dep` that stands in for the
     /// store's tree (dry runs on any module tree).
     pub modules_root: Option<PathBuf>,
+    /// Hidden (tests): a directory holding `<kernel>/modules.dep` that stands
+    /// in for the host's `/lib/modules`.
+    pub host_modules_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -156,6 +159,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
     let mut common = Common::default();
     let mut oci_layout = None;
     let (mut no_reboot, mut dry_run, mut json, mut modules_root) = (false, false, false, None);
+    let mut host_modules_root = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => {
@@ -175,6 +179,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("json") if sub != "pull" => json = true,
             Long("modules-root") if sub == "replace" => {
                 modules_root = Some(PathBuf::from(parser.value()?));
+            }
+            Long("host-modules-root") if sub == "replace" => {
+                host_modules_root = Some(PathBuf::from(parser.value()?));
             }
             other => {
                 return Err(anyhow::Error::from(other.unexpected()))
@@ -197,6 +204,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 dry_run,
                 json,
                 modules_root,
+                host_modules_root,
             })
         }
         _ => Command::Status(StatusOpts { common, json }),

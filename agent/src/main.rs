@@ -13,9 +13,15 @@ mod notify;
 /// pull.json / replace.json / meta.json: what the phases leave for `status`.
 #[allow(dead_code)] // read by status and written by replace as they land
 mod state;
+/// The kernel interface `replace` uses (syscalls, /proc, /sys), behind a trait.
+mod kernel;
 /// The `.modinfo` section of module files (vermagic, srcversion, signature).
-#[allow(dead_code)] // used by replace and pull as they land
+#[allow(dead_code)] // parts used by pull as it lands
 mod modinfo;
+/// Module trees (modules.dep, softdep, alias, builtin) and /proc/modules.
+mod modules;
+/// What `replace` will do: removals, load order, firmware; all refusals.
+mod plan;
 /// Blob sources (registry, OCI layout) and verified downloads into the store.
 mod blobs;
 /// Layers → the filtered module/firmware tree, with whiteouts and link checks.

@@ -275,7 +275,7 @@ impl fmt::Display for ModInfo {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A minimal relocatable ELF with a `.modinfo` section, built field by

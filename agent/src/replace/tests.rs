@@ -1,0 +1,401 @@
+//! The replace logic against the fake kernel: plans, exact call sequences,
+//! and the state after a failure at every step.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use super::*;
+use crate::kernel::tests::Fake;
+use crate::plan::tests::Fixture;
+
+const K: &str = "6.1.0-56-amd64";
+
+/// The node of every scenario: the host tree has in-tree `sfc` (needs
+/// `mdio`) and `sfc_ptp` (holds `sfc`); the image has its own `sfc`
+/// (srcversion NEW) that needs the image's `sfc_dep`.
+struct World {
+    image: Fixture,
+    host: Fixture,
+    image_tree: Tree,
+    host_tree: Tree,
+    cfg: NodeConfig,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        let image = Fixture::new(
+            &format!("{tag}-img"),
+            K,
+            &[("sfc", &["sfc_dep"], "NEW"), ("sfc_dep", &[], "DEP")],
+        );
+        let host = Fixture::new(
+            &format!("{tag}-host"),
+            K,
+            &[
+                ("sfc", &["mdio"], "OLD"),
+                ("mdio", &[], "MDIO"),
+                ("sfc_ptp", &["sfc", "mdio"], "PTP"),
+            ],
+        );
+        let image_tree = Tree::open(&image.kdir(K)).unwrap();
+        let host_tree = Tree::open(&host.kdir(K)).unwrap();
+        let mut cfg = NodeConfig::new("quay.io/acme/sfc:1", vec!["sfc".into()]);
+        cfg.parameters
+            .insert("sfc".into(), vec!["rss_cpus=4".into()]);
+        World {
+            image,
+            host,
+            image_tree,
+            host_tree,
+            cfg,
+        }
+    }
+
+    fn ipath(&self, m: &str) -> PathBuf {
+        self.image.kdir(K).join(format!("extra/{m}.ko"))
+    }
+
+    fn hpath(&self, m: &str) -> PathBuf {
+        self.host.kdir(K).join(format!("extra/{m}.ko"))
+    }
+
+    /// The running node: in-tree sfc + mdio loaded, optionally sfc_ptp.
+    fn kernel(&self, with_ptp: bool) -> Fake {
+        let mut f = if with_ptp {
+            Fake::with_loaded(&[
+                ("mdio", &["sfc", "sfc_ptp"], Some("MDIO")),
+                ("sfc", &["sfc_ptp"], Some("OLD")),
+                ("sfc_ptp", &[], Some("PTP")),
+            ])
+        } else {
+            Fake::with_loaded(&[("mdio", &["sfc"], Some("MDIO")), ("sfc", &[], Some("OLD"))])
+        };
+        for (m, s) in [("sfc", "NEW"), ("sfc_dep", "DEP")] {
+            f.srcversions.insert(self.ipath(m), s.into());
+        }
+        for (m, s) in [("sfc", "OLD"), ("mdio", "MDIO"), ("sfc_ptp", "PTP")] {
+            f.srcversions.insert(self.hpath(m), s.into());
+        }
+        f.needs.insert("sfc".into(), vec!["mdio".into()]);
+        f.needs
+            .insert("sfc_ptp".into(), vec!["sfc".into(), "mdio".into()]);
+        f.firmware = Some("/lib/firmware/updates".into());
+        f
+    }
+
+    fn plan(&self, k: &Fake, firmware: Option<&str>) -> Result<Plan> {
+        plan::plan(
+            &Inputs {
+                cfg: &self.cfg,
+                in_tree_remove: &["sfc".into()],
+                image: &self.image_tree,
+                host: Some(&self.host_tree),
+                kernel_release: K,
+                firmware_path: firmware.map(str::to_string),
+            },
+            k,
+            &mut ModinfoCache::new(),
+        )
+    }
+}
+
+/// Loaded modules with their srcversion: what "the node's state" means here.
+fn snapshot(k: &Fake) -> BTreeMap<String, Option<String>> {
+    k.modules
+        .iter()
+        .map(|(n, m)| (n.clone(), m.srcversion.clone()))
+        .collect()
+}
+
+#[test]
+fn replaces_in_dependency_order_with_parameters() {
+    let w = World::new("order");
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, Some("/store/fw")).unwrap();
+    assert_eq!(p.remove, ["sfc"]);
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    assert_eq!(out.error, None);
+    assert_eq!(
+        k.calls,
+        [
+            "unload sfc".to_string(),
+            "firmware /store/fw".into(),
+            format!("load sfc_dep {} ", w.ipath("sfc_dep").display()),
+            format!("load sfc {} rss_cpus=4", w.ipath("sfc").display()),
+        ]
+    );
+    assert_eq!(k.srcversion("sfc").as_deref(), Some("NEW"));
+    assert_eq!(k.firmware.as_deref(), Some("/store/fw"));
+    assert_eq!(out.removed, ["sfc"]);
+    assert_eq!(
+        out.loaded
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>(),
+        ["sfc_dep", "sfc"]
+    );
+}
+
+#[test]
+fn unused_holders_are_removed_first() {
+    let w = World::new("holders");
+    let mut k = w.kernel(true);
+    let p = w.plan(&k, None).unwrap();
+    assert_eq!(p.remove, ["sfc_ptp", "sfc"]);
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    assert_eq!(out.error, None);
+    assert_eq!(&k.calls[..2], ["unload sfc_ptp", "unload sfc"]);
+}
+
+#[test]
+fn a_module_in_use_is_refused_before_anything_changes() {
+    let w = World::new("inuse");
+    // Something outside the module graph holds a reference to sfc_ptp
+    // (an open device, say): refcount 1 with no holder module.
+    let mut k = w.kernel(true);
+    k.modules.get_mut("sfc_ptp").unwrap().refcount = 1;
+    let before = snapshot(&k);
+    let e = format!("{:#}", w.plan(&k, None).unwrap_err());
+    assert!(
+        e.contains("`sfc_ptp`, which holds `sfc` is in use (refcount 1)"),
+        "{e}"
+    );
+    assert!(e.contains("nothing was changed"), "{e}");
+    assert!(k.calls.is_empty());
+    assert_eq!(snapshot(&k), before);
+
+    // sfc itself in use.
+    let mut k = w.kernel(false);
+    k.modules.get_mut("sfc").unwrap().refcount = 2;
+    let e = format!("{:#}", w.plan(&k, None).unwrap_err());
+    assert!(e.contains("`sfc` is in use (refcount 2)"), "{e}");
+}
+
+#[test]
+fn already_loaded_with_the_same_srcversion_is_a_no_op() {
+    let w = World::new("idem");
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, None).unwrap();
+    execute(&p, Some(&w.host_tree), &mut k);
+    let calls = k.calls.len();
+    // Second run: sfc has the image's srcversion now.
+    let p = w.plan(&k, Some("/store/fw")).unwrap();
+    assert!(p.up_to_date);
+    assert!(p.remove.is_empty() && p.load.is_empty() && p.firmware_path.is_none());
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    assert_eq!(out.error, None);
+    assert_eq!(k.calls.len(), calls, "no kernel call on the second run");
+}
+
+#[test]
+fn rollback_after_a_failure_at_each_step_restores_the_node() {
+    let w = World::new("rollback");
+    let (ip, hp) = (
+        |m| w.ipath(m).display().to_string(),
+        |m| w.hpath(m).display().to_string(),
+    );
+    let fw = "firmware /store/fw".to_string();
+    let fw_back = "firmware /lib/firmware/updates".to_string();
+    let un = |m: &str| format!("unload {m}");
+    let reload_host = vec![
+        format!("load sfc {} ", hp("sfc")),
+        format!("load sfc_ptp {} ", hp("sfc_ptp")),
+    ];
+    let load_dep = format!("load sfc_dep {} ", ip("sfc_dep"));
+    let load_sfc = format!("load sfc {} rss_cpus=4", ip("sfc"));
+    // The successful sequence is: unload sfc_ptp, unload sfc, firmware,
+    // load sfc_dep, load sfc. Expected calls when call `i` fails:
+    let expected: Vec<Vec<String>> = vec![
+        vec![un("sfc_ptp")],
+        [
+            vec![un("sfc_ptp"), un("sfc")],
+            vec![format!("load sfc_ptp {} ", hp("sfc_ptp"))],
+        ]
+        .concat(),
+        [
+            vec![un("sfc_ptp"), un("sfc"), fw.clone()],
+            reload_host.clone(),
+        ]
+        .concat(),
+        [
+            vec![
+                un("sfc_ptp"),
+                un("sfc"),
+                fw.clone(),
+                load_dep.clone(),
+                fw_back.clone(),
+            ],
+            reload_host.clone(),
+        ]
+        .concat(),
+        [
+            vec![
+                un("sfc_ptp"),
+                un("sfc"),
+                fw.clone(),
+                load_dep.clone(),
+                load_sfc.clone(),
+                un("sfc_dep"),
+                fw_back.clone(),
+            ],
+            reload_host.clone(),
+        ]
+        .concat(),
+    ];
+    for (i, want) in expected.iter().enumerate() {
+        let mut k = w.kernel(true);
+        let before = snapshot(&k);
+        let p = w.plan(&k, Some("/store/fw")).unwrap();
+        k.fail_at.insert(i, libc::EIO);
+        let out = execute(&p, Some(&w.host_tree), &mut k);
+        assert!(out.error.is_some(), "step {i}");
+        assert_eq!(&k.calls, want, "calls when step {i} fails");
+        assert_eq!(snapshot(&k), before, "node state after failing step {i}");
+        assert_eq!(k.firmware.as_deref(), Some("/lib/firmware/updates"));
+        assert!(out.restored, "step {i}: {}", out.state);
+        if i == 0 {
+            assert!(out.state.contains("nothing was changed"), "{}", out.state);
+        } else {
+            assert!(out.state.contains("rolled back"), "{}", out.state);
+        }
+    }
+}
+
+#[test]
+fn a_wrong_srcversion_after_load_rolls_back() {
+    let w = World::new("verify");
+    let mut k = w.kernel(false);
+    k.srcversions
+        .insert(w.ipath("sfc"), "SOMETHING_ELSE".into());
+    let before = snapshot(&k);
+    let p = w.plan(&k, None).unwrap();
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let e = out.error.unwrap();
+    assert!(
+        e.contains("srcversion is SOMETHING_ELSE instead of NEW"),
+        "{e}"
+    );
+    assert_eq!(snapshot(&k), before);
+    assert_eq!(
+        &k.calls[k.calls.len() - 3..],
+        [
+            "unload sfc".to_string(),
+            "unload sfc_dep".into(),
+            format!("load sfc {} ", w.hpath("sfc").display())
+        ]
+    );
+}
+
+#[test]
+fn failed_rollback_says_the_driver_may_be_missing() {
+    let w = World::new("badrollback");
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, None).unwrap();
+    // unload sfc (0), load sfc_dep (1), load sfc (2) fails, unload sfc_dep
+    // (3), reload host sfc (4) fails too.
+    k.fail_at.insert(2, libc::ENOEXEC);
+    k.fail_at.insert(4, libc::EIO);
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let e = out.error.unwrap();
+    assert!(e.contains("invalid module format"), "{e}");
+    assert!(!out.restored);
+    assert!(
+        out.state.contains("could not reload `sfc`")
+            && out.state.contains("may be without its driver"),
+        "{}",
+        out.state
+    );
+}
+
+#[test]
+fn unknown_symbols_are_named() {
+    let w = World::new("enoent");
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, None).unwrap();
+    // Make the image's sfc_dep need a module nobody loads.
+    k.needs.insert("sfc_dep".into(), vec!["ghost".into()]);
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let e = out.error.unwrap();
+    assert!(e.contains("unknown symbol(s) sym_of_ghost"), "{e}");
+    assert!(out.restored);
+}
+
+#[test]
+fn unsigned_modules_are_refused_when_signatures_are_enforced() {
+    let w = World::new("sig");
+    let mut k = w.kernel(false);
+    k.enforce = Some("module.sig_enforce is on".into());
+    let e = format!("{:#}", w.plan(&k, None).unwrap_err());
+    assert!(
+        e.contains("module.sig_enforce is on") && e.contains("unsigned"),
+        "{e}"
+    );
+    assert!(e.contains(&w.ipath("sfc").display().to_string()), "{e}");
+    assert!(k.calls.is_empty());
+}
+
+#[test]
+fn builtin_modules_cannot_be_replaced() {
+    let w = World::new("builtin");
+    fs::write(
+        w.host.kdir(K).join("modules.builtin"),
+        "kernel/drivers/net/ethernet/sfc/sfc.ko\n",
+    )
+    .unwrap();
+    let host_tree = Tree::open(&w.host.kdir(K)).unwrap();
+    let k = w.kernel(false);
+    let e = plan::plan(
+        &Inputs {
+            cfg: &w.cfg,
+            in_tree_remove: &["sfc".into()],
+            image: &w.image_tree,
+            host: Some(&host_tree),
+            kernel_release: K,
+            firmware_path: None,
+        },
+        &k,
+        &mut ModinfoCache::new(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").contains("`sfc` is built into the kernel"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn modules_for_another_kernel_are_refused() {
+    let w = World::new("vermagic");
+    let k = w.kernel(false);
+    let e = plan::plan(
+        &Inputs {
+            cfg: &w.cfg,
+            in_tree_remove: &["sfc".into()],
+            image: &w.image_tree,
+            host: Some(&w.host_tree),
+            kernel_release: "6.1.0-57-amd64",
+            firmware_path: None,
+        },
+        &k,
+        &mut ModinfoCache::new(),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}")
+            .contains("built for kernel 6.1.0-56-amd64, but the kernel is 6.1.0-57-amd64"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn extracted_image_root_for_firmware() {
+    assert_eq!(
+        image_root_of(Path::new("/x/img/opt/lib/modules"), "/opt"),
+        Some(PathBuf::from("/x/img"))
+    );
+    assert_eq!(
+        image_root_of(Path::new("/lib/modules"), "/"),
+        Some(PathBuf::from("/"))
+    );
+    assert_eq!(image_root_of(Path::new("/x/modules"), "/opt"), None);
+}
