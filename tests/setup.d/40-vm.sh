@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools and cached inputs for the VM end-to-end tests (tests/vm/, docs/testing-vm.md).
 #
-# Installs QEMU, busybox-static, the kernel headers of the guest's release (to
+# Installs QEMU, busybox-static, mmdebstrap and ignition (tier 2), the kernel headers of the guest's release (to
 # build the out-of-tree test modules), socat (the guest's only way out: a
 # guestfwd to the registry on 127.0.0.1), and the image tools; downloads
 # Debian's kernel image package for the guest — never installed on the host —
@@ -13,7 +13,15 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cache="${KMM_DAY1_VM_CACHE:-$here/../vm/.cache}"
+# Same default as tests/vm/run: outside the checkout, so a fresh clone (CI)
+# finds it.
+if [[ -n ${KMM_DAY1_VM_CACHE:-} ]]; then
+    cache=$KMM_DAY1_VM_CACHE
+elif mkdir -p /var/cache/kmm-day1-tests/vm 2>/dev/null && [[ -w /var/cache/kmm-day1-tests/vm ]]; then
+    cache=/var/cache/kmm-day1-tests/vm
+else
+    cache=$here/../vm/.cache
+fi
 
 pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 if [[ -z "$pkg" ]]; then
@@ -37,6 +45,8 @@ have gcc || need+=(gcc)
 have umoci || need+=(umoci)
 have skopeo || need+=(skopeo)
 have docker-registry || need+=(docker-registry)
+have mmdebstrap || need+=(mmdebstrap)
+[[ -x /usr/lib/dracut/modules.d/30ignition/ignition ]] || need+=(ignition)
 have sha256sum || need+=(coreutils)
 [[ -d "/usr/src/linux-headers-$release" ]] || need+=("linux-headers-$release")
 if ((${#need[@]})); then

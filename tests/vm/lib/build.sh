@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Builds and caches the inputs of a guest boot. Sourced by tests/vm/run.
 #
-# Cache layout (tests/vm/.cache, gitignored; every entry is keyed by what it is
+# Cache layout (/var/cache/kmm-day1-tests/vm or tests/vm/.cache; every entry is keyed by what it is
 # made from, written under a temporary name and renamed when complete):
 #   release                                 guest kernel release (written by tests/setup.d/40-vm.sh)
 #   kernel/<release>/image.deb              Debian's linux-image-<release>, never installed
@@ -9,7 +9,8 @@
 #   kernel/<release>/mods-<hash>/           in-tree module subset (lib/guest-modules.list) + depmod
 #   testmods/<release>-<hash>/              out-of-tree test modules (modules/)
 #   initramfs/base-<hash>.cpio.gz           busybox, module subset, test modules, guest lib
-#   out/<scenario>/                         per-run results: serial.log, initrd, disk, result
+#   rootfs/<suite>-<hash>.img               tier 2: systemd rootfs (lib/tier2.sh)
+# Results go to tests/vm/.cache/out/<scenario>/ (serial.log, initrd, disks, result).
 
 vm_release() {
     if [[ -n "${KMM_DAY1_VM_KERNEL_RELEASE:-}" ]]; then
@@ -169,4 +170,5 @@ prepare_all() {
     build_module_subset
     build_test_modules
     build_base_initramfs
+    build_rootfs
 }

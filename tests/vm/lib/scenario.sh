@@ -11,9 +11,15 @@
 #                SCN_NET_PORT=P   network: the guest's 10.0.2.100:5000 reaches 127.0.0.1:P
 #                SCN_APPEND=…     extra kernel command line
 #                SCN_TIMEOUT=S    seconds before QEMU is killed
+#                SCN_TIER=2       a systemd guest (lib/tier2.sh): guest.sh then runs
+#                                 from kmmtest-check.service once the agent's
+#                                 units are done, on every boot
 #              and define scenario_prepare (called with the overlay root, the
 #              disk's source directory and the scenario's output directory) and
 #              scenario_cleanup.
+#   pending    optional: the scenario waits for a feature; its one-line reason
+#              is printed and the scenario is skipped unless KMM_DAY1_VM_PENDING=1
+#              (like cargo's #[ignore = "…"]); delete the file when the feature lands.
 
 elapsed() {
     awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
@@ -32,6 +38,11 @@ run_scenario() {
     local name=$1 sdir=$VM_DIR/scenarios/$1 dir=$OUT/$1
     rm -rf "$dir"
     mkdir -p "$dir/root" "$dir/disk-root"
+    if [[ -f $sdir/pending && ${KMM_DAY1_VM_PENDING:-} != 1 ]]; then
+        RESULT=skip BOOTS=0 WALL=0 BOOT_TIMES="pending: $(head -n 1 "$sdir/pending")"
+        log "$name: skipped, $BOOT_TIMES"
+        return
+    fi
     log "$name: starting"
     # The scenario's host part runs in a subshell so its settings and
     # functions do not leak into the next scenario; it reports through files.
@@ -48,7 +59,7 @@ run_scenario() {
 
 run_scenario_inner() {
     local name=$1 sdir=$2 dir=$3
-    SCN_BOOTS=1 SCN_DISK_MB=0 SCN_AGENT=0 SCN_NET_PORT='' SCN_APPEND='' SCN_TIMEOUT=${KMM_DAY1_VM_TIMEOUT:-180}
+    SCN_TIER=1 SCN_BOOTS=1 SCN_DISK_MB=0 SCN_AGENT=0 SCN_NET_PORT='' SCN_APPEND='' SCN_TIMEOUT=${KMM_DAY1_VM_TIMEOUT:-180}
     scenario_prepare() { :; }
     # shellcheck disable=SC2317 # called through the EXIT trap
     scenario_cleanup() { :; }
@@ -70,26 +81,36 @@ run_scenario_inner() {
             echo "skip 0 0" >"$dir/result"
             return 0
         fi
-        mkdir -p "$dir/root/usr/local/bin"
-        cp "$agent" "$dir/root/usr/local/bin/kmm-day1-agent"
+        AGENT=$agent
+        if ((SCN_TIER == 1)); then
+            mkdir -p "$dir/root/usr/local/bin"
+            cp "$agent" "$dir/root/usr/local/bin/kmm-day1-agent"
+        fi
     fi
 
-    {
-        echo '#!/bin/busybox sh'
-        echo '. /opt/kmmtest/lib.sh'
-        echo 'kmt_boot'
-        cat "$sdir/guest.sh"
-        echo
-        echo 'kmt_finish'
-    } >"$dir/root/init"
-    chmod 755 "$dir/root/init"
+    if ((SCN_TIER == 2)); then
+        tier2_prepare "$name" "$sdir" "$dir" || { log "$name: preparing the systemd guest failed"; return 1; }
+    else
+        {
+            echo '#!/bin/busybox sh'
+            echo '. /opt/kmmtest/lib.sh'
+            echo 'kmt_boot'
+            cat "$sdir/guest.sh"
+            echo
+            echo 'kmt_finish'
+        } >"$dir/root/init"
+        chmod 755 "$dir/root/init"
+    fi
     scenario_prepare "$dir/root" "$dir/disk-root" "$dir" || { log "$name: host preparation failed"; return 1; }
 
     { make_cpio "$dir/root"; cat "$BASE_INITRD"; } >"$dir/initrd"
     qemu_base_args "$ACCEL" "$dir/initrd" "$dir/serial.log"
     local args=("${QARGS[@]}")
     ((SCN_BOOTS > 1)) || args+=(-no-reboot)
-    if ((SCN_DISK_MB > 0)); then
+    if ((SCN_TIER == 2)); then
+        qemu-img create -q -f qcow2 -b "$ROOTFS_IMG" -F raw "$dir/disk.qcow2" || return 1
+        args+=(-drive "file=$dir/disk.qcow2,format=qcow2,if=virtio,cache=unsafe")
+    elif ((SCN_DISK_MB > 0)); then
         truncate -s "${SCN_DISK_MB}M" "$dir/disk.img"
         mkfs.ext4 -q -F -d "$dir/disk-root" "$dir/disk.img"
         args+=(-drive "file=$dir/disk.img,format=raw,if=virtio,cache=unsafe")

@@ -1,0 +1,36 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
+# A systemd node whose first boot gets the generator's Ignition config (agent,
+# node config, units, presets) and the driver image in the host registry.
+SCN_TIER=2
+SCN_AGENT=1
+SCN_BOOTS=2
+SCN_TIMEOUT=480
+
+scenario_prepare() {
+    local root=$1 out=$3 o=$1/opt/kmmtest/overlay
+    registry_start "$out/registry" || return 1
+    SCN_NET_PORT=$REGISTRY_PORT
+    mkdir -p "$o/opt/kmmtest/expect"
+    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$o/opt/kmmtest/expect/fw_line"
+    oci_image "$out/image-src" "$out/oci" "$RELEASE" || return 1
+    push_image "$out/oci" "$RELEASE" "$REGISTRY_PORT" kmmtest/dummy || return 1
+    echo "sha256:$(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$REGISTRY_PORT/kmmtest/dummy:$RELEASE" \
+        | sha256sum | cut -d' ' -f1)" >"$o/opt/kmmtest/expect/digest"
+    cat >"$out/kmmtest.toml" <<TOML
+image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
+in_tree_remove = ["dummy"]
+firmware_dir = "/firmware"
+
+[parameters]
+kmmtest_params = ["count=5", "label=node"]
+
+[pull]
+insecure = true
+TOML
+    tier2_ignition kmmtest "$out/kmmtest.toml" "$o"
+}
+
+scenario_cleanup() {
+    registry_stop
+}

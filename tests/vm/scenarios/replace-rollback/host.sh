@@ -1,0 +1,19 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
+# A tree whose second module fails its init: replace must put the in-tree
+# dummy back.
+SCN_AGENT=1
+
+scenario_prepare() {
+    local root=$1 out=$3
+    mkdir -p "$root/etc/kmm-day1"
+    kmm_tree "$out/image-src" dummy kmmtest_fail >/dev/null
+    store_tree "$out/image-src" "$root/var/lib/kmm-day1" kmmtest >/dev/null
+    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
+image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "kmmtest_fail"]
+in_tree_remove = ["dummy"]
+
+[pull]
+insecure = true
+TOML
+}

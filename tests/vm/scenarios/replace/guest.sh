@@ -1,0 +1,41 @@
+# description: agent replace: waiting for pull, dry run, swap with deps+params+firmware, idempotence
+#
+# The node's sequence: the in-tree dummy is loaded at boot; replace runs with
+# no tree (waits for pull), then with one: dry run changes nothing, the real
+# run swaps dummy for the out-of-tree build and loads kmmtest_user (with its
+# dependency kmmtest_dep from the image's modules.dep), kmmtest_params with
+# the config's parameters and kmmtest_fw with the image's firmware; a second
+# run changes nothing.
+A=/usr/local/bin/kmm-day1-agent
+S=/var/lib/kmm-day1
+STATE=$S/kmmtest/replace.json
+kmt_check "in-tree dummy loaded at boot" modprobe dummy
+
+kmt_run "replace with an empty store succeeds" $A replace
+kmt_eq "and records that it waits for pull" waiting-for-pull "$(kmt_json $STATE result)"
+kmt_eq "the in-tree dummy is untouched" "<missing>" "$(kmt_read /sys/module/dummy/version)"
+
+cp -a /opt/kmmtest/store/. $S/
+kmt_run "replace --dry-run succeeds" $A replace --dry-run
+kmt_match "the plan removes the in-tree dummy" 'dummy' "$KMT_OUT"
+kmt_before "the plan loads kmmtest_dep before kmmtest_user" kmmtest_dep kmmtest_user "$KMT_OUT"
+kmt_eq "the dry run changed nothing" "<missing>" "$(kmt_read /sys/module/dummy/version)"
+kmt_refuse "the dry run loaded nothing" kmt_loaded kmmtest_user
+
+kmt_run "replace succeeds" $A replace
+kmt_eq "dummy is now the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"
+kmt_check "kmmtest_dep was loaded as a dependency" kmt_loaded kmmtest_dep
+kmt_eq "kmmtest_user is loaded and called into it" 42 "$(kmt_read /sys/module/kmmtest_user/parameters/dep_value)"
+P=/sys/module/kmmtest_params/parameters
+kmt_eq "int parameter from the config" 7 "$(kmt_read $P/count)"
+kmt_eq "string parameter from the config" hello "$(kmt_read $P/label)"
+kmt_eq "bool parameter from the config" Y "$(kmt_read $P/enabled)"
+kmt_eq "kmmtest_fw loaded the image's firmware" "$(cat /opt/kmmtest/expect/fw_line)" \
+    "$(kmt_read /sys/module/kmmtest_fw/parameters/fw_text)"
+kmt_eq "replace.json says loaded" loaded "$(kmt_json $STATE result)"
+kmt_eq "replace.json names the tree's digest" "$(cat /opt/kmmtest/expect/digest)" "$(kmt_json $STATE digest)"
+
+kmt_run "a second replace succeeds" $A replace
+kmt_eq "and records that everything was already loaded" already-loaded "$(kmt_json $STATE result)"
+kmt_eq "the out-of-tree dummy was loaded once, not reloaded" 1 "$(kmt_inits 'dummy: out-of-tree kmm-day1-test build')"
+kmt_eq "dummy is still the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"

@@ -1,0 +1,26 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
+# A driver tree already in the store (as pull leaves it), laid out directly:
+# replace is tested on its own, without the registry.
+SCN_AGENT=1
+
+scenario_prepare() {
+    local root=$1 out=$3
+    mkdir -p "$root/opt/kmmtest/expect" "$root/etc/kmm-day1"
+    kmm_tree "$out/image-src" dummy kmmtest_dep kmmtest_user kmmtest_params kmmtest_fw \
+        >"$root/opt/kmmtest/expect/fw_line"
+    # Kept aside: the guest moves it into /var/lib/kmm-day1 after checking
+    # what replace does with an empty store.
+    store_tree "$out/image-src" "$root/opt/kmmtest/store" kmmtest >"$root/opt/kmmtest/expect/digest"
+    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
+image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "kmmtest_user", "kmmtest_params", "kmmtest_fw"]
+in_tree_remove = ["dummy"]
+firmware_dir = "/firmware"
+
+[parameters]
+kmmtest_params = ["count=7", "label=hello", "enabled=1"]
+
+[pull]
+insecure = true
+TOML
+}
