@@ -266,6 +266,7 @@ fn pull_one(
         );
     }
     let n = image.layers.len();
+    let t_download = Instant::now();
     let mut paths = Vec::with_capacity(n);
     for (i, layer) in image.layers.iter().enumerate() {
         let label = format!("{name}: layer {}/{n}", i + 1);
@@ -279,6 +280,8 @@ fn pull_one(
         )?);
     }
     outcome.downloaded = total;
+    let download_secs = t_download.elapsed().as_secs_f64();
+    let t_extract = Instant::now();
 
     fs::create_dir_all(&kdir).with_context(|| format!("creating {}", kdir.display()))?;
     let tmp = publish::temp_tree(&kdir, &hex);
@@ -290,19 +293,18 @@ fn pull_one(
         let _ = fs::remove_dir_all(&tmp);
     }
     let (meta, previous) = result?;
-    let digests: Vec<String> = image.layers.iter().map(|l| l.digest.clone()).collect();
-    publish::drop_blobs(store, &digests);
     publish::gc(store, name, kver, previous.as_deref())?;
     outcome.result = PullResult::Published;
     outcome.fresh = true;
     outcome.extracted = meta.extracted_bytes;
     outcome.message = format!(
-        "published {} ({}): {} files, {} MiB downloaded, {} MiB extracted",
+        "published {} ({}): {} files, {} MiB downloaded in {download_secs:.1}s, {} MiB extracted and synced in {:.1}s",
         resolved.reference,
         image.digest,
         meta.files,
         total >> 20,
-        meta.extracted_bytes >> 20
+        meta.extracted_bytes >> 20,
+        t_extract.elapsed().as_secs_f64()
     );
     log::info!("{name}: {}", outcome.message);
     Ok(outcome)
@@ -310,7 +312,7 @@ fn pull_one(
 
 #[allow(clippy::too_many_arguments)]
 fn extract_and_publish(
-    _store: &Store,
+    store: &Store,
     name: &str,
     cfg: &NodeConfig,
     kver: &str,
@@ -351,6 +353,10 @@ fn extract_and_publish(
         })?;
     }
     let summary = x.finish()?;
+    // Gone before the sync below, so their pages are never written back;
+    // a later failure only costs a download.
+    let digests: Vec<String> = image.layers.iter().map(|l| l.digest.clone()).collect();
+    publish::drop_blobs(store, &digests);
     check_tree(tmp, cfg, kver, &image.reference, &summary.kernels_seen)?;
     let meta = TreeMeta {
         digest: image.digest.clone(),

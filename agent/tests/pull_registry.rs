@@ -245,3 +245,79 @@ fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
     assert_eq!(got, expected_tree(&img.rootfs, &kver));
     assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0);
 }
+
+/// `/usr/bin/time -v` of `cmd`: (wall seconds, peak RSS KiB, stderr).
+fn time_v(cmd: &mut Command) -> (f64, u64, String) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {err}");
+    let field = |name: &str| {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("no `{name}` in {err}"))
+            .trim()
+            .to_string()
+    };
+    let wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss):")
+        .split(':')
+        .fold(0.0, |acc, p| acc * 60.0 + p.parse::<f64>().unwrap());
+    let rss = field("Maximum resident set size (kbytes):")
+        .parse()
+        .unwrap();
+    (wall, rss, err.to_string())
+}
+
+/// Figures, not a test of behaviour: pull + extract of a mostly
+/// incompressible image (random firmware) from the local registry, next to
+/// `skopeo copy` of the same image into an OCI layout. Run with
+/// `KMM_DAY1_AGENT_X86_64=<static agent> cargo test -p kmm-day1-agent
+/// --test pull_registry -- --ignored --nocapture bench`.
+#[test]
+#[ignore = "benchmark: run by hand, figures in docs/pull.md"]
+fn bench_pull_vs_skopeo() {
+    let Some((kver, modules)) = ready() else {
+        return;
+    };
+    assert!(kmm_day1_tests::require_tool("time") || Path::new("/usr/bin/time").exists());
+    let agent = std::env::var("KMM_DAY1_AGENT_X86_64").unwrap_or_else(|_| AGENT.to_string());
+    let reg = Registry::start(Setup::default()).unwrap();
+    for mib in [20u64, 200] {
+        let work = Scratch::new("bench");
+        let img = build_image_with(&work.0, &modules, &kver, "v1", mib << 20);
+        push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
+        let node = Node::new(
+            &work.0,
+            &format!(
+                "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+                 [pull]\ninsecure = true\n",
+                reg.host()
+            ),
+        );
+        let (aw, ar, log) = time_v(
+            Command::new("/usr/bin/time")
+                .arg("-v")
+                .arg(&agent)
+                .args(["pull", "--no-reboot", "--kernel-release", &kver])
+                .arg("--config-dir")
+                .arg(&node.config_dir)
+                .arg("--store")
+                .arg(&node.store),
+        );
+        assert!(node.kdir(&kver).join("current").exists());
+        for l in log.lines().filter(|l| l.contains("published")) {
+            println!("  {l}");
+        }
+        let (sw, sr, _) = time_v(
+            Command::new("/usr/bin/time")
+                .args(["-v", "skopeo", "--insecure-policy", "copy", "--quiet"])
+                .arg("--src-tls-verify=false")
+                .arg(format!("docker://{}/acme/drv:v1", reg.host()))
+                .arg(format!("oci:{}:v1", work.0.join("skopeo").display())),
+        );
+        println!(
+            "{mib} MiB random firmware: agent pull {aw:.2} s, {} MiB RSS; skopeo copy {sw:.2} s, {} MiB RSS",
+            ar / 1024,
+            sr / 1024
+        );
+    }
+}
