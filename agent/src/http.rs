@@ -381,19 +381,14 @@ impl Response {
         }
     }
 
-    /// At most `cap` bytes of the body; more is an error (a hostile or
-    /// broken server cannot make us buffer without bound).
-    pub fn read_capped(&mut self, cap: usize) -> io::Result<Vec<u8>> {
+    /// The body if it has at most `cap` bytes, `None` if it is longer (a
+    /// hostile or broken server cannot make us buffer without bound).
+    pub fn read_capped(&mut self, cap: usize) -> io::Result<Option<Vec<u8>>> {
         let mut buf = Vec::new();
         (&mut self.body)
             .take(cap as u64 + 1)
             .read_to_end(&mut buf)?;
-        if buf.len() > cap {
-            return Err(io::Error::other(format!(
-                "response body is larger than {cap} bytes"
-            )));
-        }
-        Ok(buf)
+        Ok((buf.len() <= cap).then_some(buf))
     }
 }
 

@@ -473,16 +473,13 @@ impl Registry {
                 limit: MAX_MANIFEST as u64,
             });
         }
-        let bytes = resp.read_capped(MAX_MANIFEST).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::Other {
-                RegistryError::TooLarge {
-                    what: what.to_string(),
-                    limit: MAX_MANIFEST as u64,
-                }
-            } else {
-                network(ep, format!("{what}: {e}"))
-            }
-        })?;
+        let bytes = resp
+            .read_capped(MAX_MANIFEST)
+            .map_err(|e| network(ep, format!("{what}: {e}")))?
+            .ok_or_else(|| RegistryError::TooLarge {
+                what: what.to_string(),
+                limit: MAX_MANIFEST as u64,
+            })?;
         Ok((bytes, resp.header("content-type").map(str::to_string)))
     }
 
@@ -799,7 +796,8 @@ impl Registry {
                 }
                 let body = tresp
                     .read_capped(1 << 20)
-                    .map_err(|e| network(ep, format!("{what}: {e}")))?;
+                    .map_err(|e| network(ep, format!("{what}: {e}")))?
+                    .ok_or_else(|| other(ep, format!("{what}: the answer is larger than 1 MiB")))?;
                 #[derive(Deserialize)]
                 struct Token {
                     token: Option<String>,
@@ -870,6 +868,7 @@ fn status_error(
     let detail = resp
         .read_capped(16 * 1024)
         .ok()
+        .flatten()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| {
             let e = v.get("errors")?.get(0)?;

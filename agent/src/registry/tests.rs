@@ -932,3 +932,51 @@ fn a_registry_that_comes_up_late_is_reached() {
     assert!(started.elapsed() >= Duration::from_secs(2));
     let _late = late.join().unwrap().unwrap();
 }
+
+#[test]
+fn oversized_manifests_are_refused_before_parsing() {
+    // One server announces 5 MiB, the other streams it chunked without a length.
+    let announced = Loopback::start(|mut conn| {
+        let (line, _) = read_request(&conn);
+        if line.is_empty() {
+            return;
+        }
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: {MEDIA_OCI_MANIFEST}\r\nContent-Length: {}\r\n\r\n{{",
+            5 << 20
+        );
+    });
+    let chunked = Loopback::start(|mut conn| {
+        let (line, _) = read_request(&conn);
+        if line.is_empty() {
+            return;
+        }
+        let _ = write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..80 {
+            if write!(conn, "{:x}\r\n", chunk.len()).is_err()
+                || conn.write_all(&chunk).is_err()
+                || conn.write_all(b"\r\n").is_err()
+            {
+                return;
+            }
+        }
+        let _ = conn.write_all(b"0\r\n\r\n");
+    });
+    let dir = TempDir::new("reg-cap").unwrap();
+    for port in [announced.port, chunked.port] {
+        let mut opts = options(dir.path(), 10);
+        opts.insecure = true;
+        let e = client(opts)
+            .resolve(&image_ref(&format!("127.0.0.1:{port}/drv:1")))
+            .unwrap_err();
+        assert!(
+            matches!(registry_error(&e), RegistryError::TooLarge { limit, .. } if *limit == MAX_MANIFEST as u64),
+            "{e:#}"
+        );
+    }
+}
