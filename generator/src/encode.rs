@@ -21,24 +21,27 @@ pub struct Encoded {
 /// The smallest encoding of `data`; gzip only when `compress` (OpenShift
 /// 4.10+ accept `compression: gzip`) and only when strictly smaller.
 pub fn data_url(data: &[u8], compress: bool) -> Encoded {
-    let plain = format!("data:,{}", percent_encode(data));
-    let b64 = format!("data:;base64,{}", base64(data));
-    let mut best = if plain.len() <= b64.len() {
-        Encoded {
-            source: plain,
-            compression: None,
-        }
-    } else {
-        Encoded {
-            source: b64,
-            compression: None,
-        }
+    // Lengths first: building the plain form of a 2 MB binary only to
+    // throw it away costs more than everything else.
+    let plain_len = "data:,".len()
+        + data
+            .iter()
+            .map(|&b| if keeps(b) { 1 } else { 3 })
+            .sum::<usize>();
+    let b64_len = "data:;base64,".len() + data.len().div_ceil(3) * 4;
+    let mut best = Encoded {
+        source: if plain_len <= b64_len {
+            format!("data:,{}", percent_encode(data))
+        } else {
+            format!("data:;base64,{}", base64(data))
+        },
+        compression: None,
     };
     if compress {
-        let gz = format!("data:;base64,{}", base64(&gzip(data)));
-        if gz.len() < best.source.len() {
+        let gz = gzip(data);
+        if "data:;base64,".len() + gz.len().div_ceil(3) * 4 < best.source.len() {
             best = Encoded {
-                source: gz,
+                source: format!("data:;base64,{}", base64(&gz)),
                 compression: Some("gzip"),
             };
         }
@@ -88,34 +91,40 @@ fn deflate_gzip(data: &[u8]) -> Vec<u8> {
 /// RFC 2396 escaping as Butane's data URLs use it: unreserved and reserved
 /// characters stay, everything else (space, newline, `%`, `"`, `#`, non-ASCII…)
 /// becomes `%XX`. `+` is escaped too, so that no decoder can take it for a space.
+fn keeps(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_'
+                | b'.'
+                | b'!'
+                | b'~'
+                | b'*'
+                | b'\''
+                | b'('
+                | b')'
+                | b';'
+                | b'/'
+                | b'?'
+                | b':'
+                | b'@'
+                | b'&'
+                | b'='
+                | b'$'
+                | b','
+        )
+}
+
 fn percent_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len() * 2);
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(data.len() * 3);
     for &b in data {
-        if b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'_'
-                    | b'.'
-                    | b'!'
-                    | b'~'
-                    | b'*'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b';'
-                    | b'/'
-                    | b'?'
-                    | b':'
-                    | b'@'
-                    | b'&'
-                    | b'='
-                    | b'$'
-                    | b','
-            )
-        {
+        if keeps(b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
     out
