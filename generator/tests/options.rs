@@ -1,0 +1,240 @@
+//! Flags and naming options, end to end through the binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+use std::path::Path;
+
+use kmm_day1_config::{AfterPull, NodeConfig};
+use util::{kmm_day1, FAKE_AGENT};
+
+fn config_from(args: &[&str], name: &str) -> NodeConfig {
+    let mut all = vec!["generate", "--format", "config"];
+    all.extend_from_slice(args);
+    let out = kmm_day1(&all);
+    NodeConfig::parse(Path::new(&format!("{name}.toml")), out.ok()).unwrap()
+}
+
+#[test]
+fn every_node_config_flag_lands_in_the_config() {
+    let c = config_from(
+        &[
+            "--module",
+            "ice",
+            "--module",
+            "irdma",
+            "--image",
+            "q.io/acme/ice:${KERNEL_FULL_VERSION}",
+            "--in-tree-remove",
+            "irdma",
+            "--in-tree-remove",
+            "ice",
+            "--param",
+            "irdma=roce_ena=1",
+            "--param",
+            "irdma=limits_sel=4",
+            "--param",
+            "ice=debug",
+            "--firmware-dir",
+            "/firmware",
+            "--module-root",
+            "/opt/alt",
+            "--kernel-mapping",
+            "^6\\.1\\..*$=q.io/acme/ice:deb",
+            "--kernel-mapping-literal",
+            "5.14.0-427.13.1.el9_4.x86_64=q.io/acme/ice:el9_4",
+            "--mod-namespace",
+            "drivers",
+            "--after-pull",
+            "live",
+            "--insecure-skip-tls-verify",
+            "--auth-file",
+            "/etc/kmm-day1/auth.json",
+            "--ca-dir",
+            "/etc/kmm-day1/ca",
+            "--max-reboots",
+            "1",
+        ],
+        "ice",
+    );
+    assert_eq!(c.modules, ["ice", "irdma"]);
+    assert_eq!(
+        c.image.as_deref(),
+        Some("q.io/acme/ice:${KERNEL_FULL_VERSION}")
+    );
+    assert_eq!(c.in_tree_remove.unwrap(), ["irdma", "ice"]);
+    assert_eq!(c.parameters["irdma"], ["roce_ena=1", "limits_sel=4"]);
+    assert_eq!(c.parameters["ice"], ["debug"]);
+    assert_eq!(c.firmware_dir.as_deref(), Some("/firmware"));
+    assert_eq!(c.module_root, "/opt/alt");
+    // Literal mappings come first, whatever the flag order.
+    assert_eq!(
+        c.kernel_mappings[0].literal.as_deref(),
+        Some("5.14.0-427.13.1.el9_4.x86_64")
+    );
+    assert_eq!(
+        c.kernel_mappings[0].image.as_deref(),
+        Some("q.io/acme/ice:el9_4")
+    );
+    assert_eq!(c.kernel_mappings[1].regexp.as_deref(), Some("^6\\.1\\..*$"));
+    assert_eq!(c.mod_namespace.as_deref(), Some("drivers"));
+    assert_eq!(c.pull.after_pull, AfterPull::Live);
+    assert!(c.pull.insecure_skip_tls_verify && !c.pull.insecure);
+    assert_eq!(c.pull.auth_files, ["/etc/kmm-day1/auth.json"]);
+    assert_eq!(c.pull.ca_dir.as_deref(), Some("/etc/kmm-day1/ca"));
+    assert_eq!(c.pull.max_reboots_per_kernel, 1);
+}
+
+#[test]
+fn pull_flags_apply_on_top_of_a_module_cr() {
+    let c = config_from(
+        &[
+            "--from-module",
+            "examples/module-cr.yaml",
+            "--after-pull",
+            "none",
+            "--insecure",
+        ],
+        "mlx5-oot",
+    );
+    assert_eq!(c.pull.after_pull, AfterPull::None);
+    assert!(c.pull.insecure);
+    assert_eq!(c.modules, ["mlx5_core", "mlx5_ib"]);
+}
+
+#[test]
+fn content_flags_conflict_with_ready_inputs() {
+    for input in [
+        ["--config", "examples/sfc.toml"],
+        ["--from-module", "examples/module-cr.yaml"],
+    ] {
+        let out = kmm_day1(&[
+            "generate", input[0], input[1], "--module", "x", "--format", "config",
+        ]);
+        assert_eq!(out.code, 2, "clap usage error: {}", out.stderr);
+        assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+    }
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--after-pull",
+        "live",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn names_pools_and_versions() {
+    let mc = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "generate",
+            "--config",
+            "examples/sfc.toml",
+            "--agent",
+            FAKE_AGENT,
+        ];
+        args.extend_from_slice(extra);
+        serde_norway::from_str(kmm_day1(&args).ok()).unwrap()
+    };
+    let m = mc(&["--pool", "infra", "--name", "sfc-oot"]);
+    assert_eq!(m["metadata"]["name"], "99-infra-kmm-day1-sfc-oot");
+    assert_eq!(
+        m["metadata"]["labels"]["machineconfiguration.openshift.io/role"],
+        "infra"
+    );
+    assert_eq!(
+        m["spec"]["config"]["storage"]["files"][1]["path"],
+        "/etc/kmm-day1/sfc-oot.toml"
+    );
+    let m = mc(&[
+        "--pool",
+        "worker",
+        "--mc-name",
+        "50-sfc",
+        "--ignition-version",
+        "3.4.0",
+    ]);
+    assert_eq!(m["metadata"]["name"], "50-sfc");
+    assert_eq!(m["spec"]["config"]["ignition"]["version"], "3.4.0");
+    // The pool from the CR's selector, overridden by --pool with a warning.
+    let out = kmm_day1(&[
+        "generate",
+        "--from-module",
+        "examples/module-cr.yaml",
+        "--agent",
+        FAKE_AGENT,
+        "--pool",
+        "infra",
+    ]);
+    let m: serde_json::Value = serde_norway::from_str(out.ok()).unwrap();
+    assert_eq!(
+        m["metadata"]["labels"]["machineconfiguration.openshift.io/role"],
+        "infra"
+    );
+    assert!(
+        out.stderr
+            .contains("warning: --pool infra differs from the Module's selector role `worker`"),
+        "{}",
+        out.stderr
+    );
+    // A name that cannot be a Kubernetes name asks for --mc-name.
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--agent",
+        FAKE_AGENT,
+        "--pool",
+        "worker",
+        "--name",
+        "SFC_1",
+    ]);
+    let line = out.one_line_error();
+    assert!(
+        line.contains("`99-worker-kmm-day1-SFC_1`") && line.contains("--mc-name"),
+        "{line}"
+    );
+}
+
+#[test]
+fn no_compress_never_gzips() {
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--agent",
+        FAKE_AGENT,
+        "--format",
+        "ignition",
+        "--no-compress",
+    ]);
+    let ign: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
+    for f in ign["storage"]["files"].as_array().unwrap() {
+        assert!(f["contents"].get("compression").is_none(), "{f}");
+    }
+    let cfg = util::decode_contents(&ign["storage"]["files"][1]["contents"]);
+    assert_eq!(
+        NodeConfig::parse(Path::new("sfc.toml"), std::str::from_utf8(&cfg).unwrap()).unwrap(),
+        NodeConfig::load(&util::root().join("examples/sfc.toml")).unwrap()
+    );
+}
+
+#[test]
+fn unwritable_output_is_one_line() {
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--format",
+        "config",
+        "-o",
+        "/nonexistent-dir/x.toml",
+    ]);
+    let line = out.one_line_error();
+    assert!(
+        line.contains("cannot write /nonexistent-dir/x.toml"),
+        "{line}"
+    );
+}
