@@ -95,6 +95,17 @@ fn machineconfig_structure_and_payload() {
             mc["metadata"]["labels"]["machineconfiguration.openshift.io/role"],
             pool
         );
+        // The MachineConfig CRD (openshift/api) knows spec.{config, osImageURL,
+        // kernelArguments, extensions, fips, kernelType,
+        // baseOSExtensionsContainerImage}; we set config alone, and a
+        // metadata of name and the role label only.
+        let top: Vec<&String> = mc.as_object().unwrap().keys().collect();
+        assert_eq!(top, ["apiVersion", "kind", "metadata", "spec"]);
+        let spec: Vec<&String> = mc["spec"].as_object().unwrap().keys().collect();
+        assert_eq!(spec, ["config"]);
+        let meta: Vec<&String> = mc["metadata"].as_object().unwrap().keys().collect();
+        assert_eq!(meta, ["labels", "name"]);
+        assert_eq!(mc["metadata"]["labels"].as_object().unwrap().len(), 1);
         let ign = &mc["spec"]["config"];
         assert_eq!(ign["ignition"]["version"], "3.2.0");
         // Only files and units: the MCO degrades nodes on anything else.
