@@ -118,7 +118,10 @@ pub fn decompress(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, ModinfoError> 
     };
     if bytes.starts_with(XZ_MAGIC) {
         let mut out = Vec::with_capacity(bytes.len() * 3);
-        lzma_rs::xz_decompress(&mut &bytes[..], &mut out).map_err(|e| err("xz", e.to_string()))?;
+        // Kernel modules use CRC32 checks (`xz --check=crc32`), which
+        // xz4rust verifies; CRC64/SHA-256 checks are compiled out.
+        let mut r = xz4rust::XzReader::new(std::io::Cursor::new(bytes));
+        std::io::copy(&mut r, &mut out).map_err(|e| err("xz", e.to_string()))?;
         Ok(out)
     } else if bytes.starts_with(ZSTD_MAGIC) {
         let mut out = Vec::with_capacity(bytes.len() * 3);

@@ -11,46 +11,20 @@
 //! The agent runs once, with one config per module, through the real
 //! `replace --dry-run --json --modules-root … --kernel-release …` path.
 
+// Helpers outside #[test] fns panic on setup failures too; that is what a test wants.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kmm_day1_tests::{full_suite, require_tool};
+use kmm_day1_tests::require_tool;
 
-/// The unpacked tree: (root given to depmod -b, kernel release).
-pub fn debian_tree() -> Option<(PathBuf, String)> {
-    let cache = std::env::var_os("KMM_DAY1_KERNEL_CACHE").map_or_else(
-        || PathBuf::from("/var/cache/kmm-day1-tests/kernel"),
-        PathBuf::from,
-    );
-    let release = fs::read_to_string(cache.join("release")).ok();
-    match release {
-        Some(r)
-            if cache
-                .join("root/lib/modules")
-                .join(r.trim())
-                .join("modules.dep")
-                .is_file() =>
-        {
-            Some((cache.join("root"), r.trim().to_string()))
-        }
-        _ => {
-            assert!(
-                !full_suite(),
-                "no kernel tree in {}: tests/setup.d/20-kernel-tree.sh must run first",
-                cache.display()
-            );
-            eprintln!(
-                "skipping: no kernel tree in {} (run tests/setup.d/20-kernel-tree.sh)",
-                cache.display()
-            );
-            None
-        }
-    }
-}
+mod replace_common;
+use replace_common::debian_tree;
 
 fn canonical_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
