@@ -399,3 +399,98 @@ fn extracted_image_root_for_firmware() {
     );
     assert_eq!(image_root_of(Path::new("/x/modules"), "/opt"), None);
 }
+
+/// `replace_config` end to end on the fake kernel: the store's current
+/// tree, the digest, `replace.json` for each outcome.
+#[test]
+fn replace_json_records_each_outcome() {
+    let w = World::new("state");
+    let root = std::env::temp_dir().join(format!("kmm-day1-replace-state-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    let store = Store::new(&root);
+    let opts = cli::ReplaceOpts::default();
+    let ctx = Ctx {
+        store: &store,
+        opts: &opts,
+        kver: K,
+        host: Some(&w.host_tree),
+    };
+    let mut k = w.kernel(false);
+    let state = |store: &Store| -> ReplaceState {
+        state::load(&store.replace_state_path("sfc"))
+            .unwrap()
+            .unwrap()
+    };
+
+    // No tree yet: waiting for pull, success, nothing touched.
+    assert!(replace_config(&ctx, "sfc", &w.cfg, &mut k).unwrap());
+    assert_eq!(state(&store).result, ReplaceResult::WaitingForPull);
+    assert!(k.calls.is_empty());
+
+    // Publish the image's tree as pull would, with a firmware dir.
+    let hex = "ab".repeat(32);
+    let tree = store.kernel_dir("sfc", K).join(format!("sha256-{hex}"));
+    fs::create_dir_all(tree.join("lib/modules")).unwrap();
+    fs::rename(w.image.kdir(K), tree.join("lib/modules").join(K)).unwrap();
+    fs::create_dir_all(tree.join("firmware")).unwrap();
+    fs::write(tree.join("firmware/fw.bin"), b"fw").unwrap();
+    fs::write(tree.join(crate::store::META_FILE), "{}").unwrap();
+    std::os::unix::fs::symlink(
+        format!("sha256-{hex}"),
+        store.kernel_dir("sfc", K).join("current"),
+    )
+    .unwrap();
+    let sfc = tree.join("lib/modules").join(K).join("extra/sfc.ko");
+    k.srcversions.insert(sfc.clone(), "NEW".into());
+    k.srcversions.insert(
+        tree.join("lib/modules").join(K).join("extra/sfc_dep.ko"),
+        "DEP".into(),
+    );
+
+    assert!(replace_config(&ctx, "sfc", &w.cfg, &mut k).unwrap());
+    let s = state(&store);
+    assert_eq!(s.result, ReplaceResult::Loaded, "{}", s.message);
+    assert_eq!(s.digest.as_deref(), Some(format!("sha256:{hex}").as_str()));
+    assert_eq!(s.removed, ["sfc"]);
+    assert_eq!(
+        s.loaded
+            .iter()
+            .map(|l| (l.name.as_str(), l.srcversion.as_deref()))
+            .collect::<Vec<_>>(),
+        [("sfc_dep", Some("DEP")), ("sfc", Some("NEW"))]
+    );
+    assert_eq!(s.loaded[1].path, sfc.display().to_string());
+    assert_eq!(
+        k.firmware,
+        Some(tree.join("firmware").display().to_string())
+    );
+    assert!(
+        s.message.contains("ms"),
+        "timings in the message: {}",
+        s.message
+    );
+    assert!(!s.started.is_empty() && !s.finished.is_empty());
+
+    // Again: already loaded, no kernel call.
+    let calls = k.calls.len();
+    assert!(replace_config(&ctx, "sfc", &w.cfg, &mut k).unwrap());
+    assert_eq!(state(&store).result, ReplaceResult::AlreadyLoaded);
+    assert_eq!(k.calls.len(), calls);
+
+    // A failing load after a fresh in-tree boot: rolled back, run fails.
+    let mut k2 = w.kernel(false);
+    k2.srcversions = k.srcversions.clone();
+    k2.fail_at.insert(3, libc::EKEYREJECTED); // unload, firmware, load sfc_dep, load sfc
+    assert!(!replace_config(&ctx, "sfc", &w.cfg, &mut k2).unwrap());
+    let s = state(&store);
+    assert_eq!(s.result, ReplaceResult::RolledBack);
+    assert!(
+        s.message.contains("rejected the module's signature"),
+        "{}",
+        s.message
+    );
+    assert!(s.message.contains("in-tree sfc reloaded"), "{}", s.message);
+    assert!(s.loaded.is_empty());
+    assert_eq!(k2.srcversion("sfc").as_deref(), Some("OLD"));
+    fs::remove_dir_all(&root).unwrap();
+}
