@@ -16,7 +16,6 @@ mod state;
 /// The kernel interface `replace` uses (syscalls, /proc, /sys), behind a trait.
 mod kernel;
 /// The `.modinfo` section of module files (vermagic, srcversion, signature).
-#[allow(dead_code)] // parts used by pull as it lands
 mod modinfo;
 /// Module trees (modules.dep, softdep, alias, builtin) and /proc/modules.
 mod modules;
