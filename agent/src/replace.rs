@@ -626,7 +626,16 @@ fn unload_error(m: &str, e: &KernelError) -> String {
 pub fn load_error(step: &LoadStep, e: &KernelError, kernel: &dyn Kernel) -> String {
     let (m, p) = (&step.name, step.path.display());
     match e.errno() {
-        Some(libc::EEXIST) => format!("loading `{m}` from {p}: a module named `{m}` is already loaded (add it to in_tree_remove)"),
+        Some(libc::EEXIST) => {
+            let in_proc = kernel
+                .loaded()
+                .is_ok_and(|l| l.iter().any(|l| module_name_canonical(&l.name) == *m));
+            if in_proc {
+                format!("loading `{m}` from {p}: a module named `{m}` is already loaded (add it to in_tree_remove)")
+            } else {
+                format!("loading `{m}` from {p}: `{m}` is built into the running kernel and cannot be replaced")
+            }
+        }
         Some(libc::ENOEXEC) => format!("loading `{m}` from {p}: invalid module format: it was built for another kernel or architecture (vermagic/modversions mismatch) or the file is corrupt"),
         Some(libc::EKEYREJECTED) => format!("loading `{m}` from {p}: the kernel rejected the module's signature (EKEYREJECTED): sign it with a key in the kernel's trusted keyring or enrolled with MOK"),
         Some(libc::ENOKEY) => format!("loading `{m}` from {p}: signed with a key the kernel does not know (ENOKEY), and signatures are enforced"),

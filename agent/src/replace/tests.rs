@@ -494,3 +494,24 @@ fn replace_json_records_each_outcome() {
     assert_eq!(k2.srcversion("sfc").as_deref(), Some("OLD"));
     fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn eexist_tells_loaded_from_built_in() {
+    let w = World::new("eexist");
+    let k = w.kernel(false);
+    let step = |name: &str| LoadStep {
+        name: name.into(),
+        path: w.ipath(name),
+        params: String::new(),
+        source: Source::Image,
+        srcversion: None,
+        signed: false,
+    };
+    let e = load_error(&step("sfc"), &KernelError::Errno(libc::EEXIST), &k);
+    assert!(
+        e.contains("already loaded (add it to in_tree_remove)"),
+        "{e}"
+    );
+    let e = load_error(&step("sfc_dep"), &KernelError::Errno(libc::EEXIST), &k);
+    assert!(e.contains("built into the running kernel"), "{e}");
+}
