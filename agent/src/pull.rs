@@ -88,12 +88,29 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         let started = state::now_rfc3339();
         let outcome = match pull_one(&store, name, cfg, &kver, opts, deadline) {
             Ok(o) => o,
-            Err(e) => {
-                let msg = format!("{name}: pull for kernel {kver} failed: {e:#}");
-                log::error!("{msg}");
-                Outcome::simple(PullResult::Failed, msg)
-            }
+            Err(e) => Outcome::simple(
+                PullResult::Failed,
+                format!("pull for kernel {kver} failed: {e:#}"),
+            ),
         };
+        // Up to date and no-mapping stay quiet: the summary line says it.
+        let priority = match outcome.result {
+            PullResult::Failed => Some(log::Priority::Error),
+            PullResult::Published => Some(log::Priority::Info),
+            _ => None,
+        };
+        if let Some(p) = priority {
+            log::send(
+                p,
+                &[
+                    ("KMM_DAY1_CONFIG", name),
+                    ("KMM_DAY1_KERNEL", &kver),
+                    ("KMM_DAY1_RESULT", outcome.result.as_str()),
+                    ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
+                ],
+                format_args!("{name}: {}", outcome.message),
+            );
+        }
         let path = store.pull_state_path(name);
         let mut st: PullState = state::load(&path).ok().flatten().unwrap_or_default();
         st.kernel = kver.clone();
@@ -216,7 +233,6 @@ fn pull_one(
 ) -> Result<Outcome> {
     let Some(resolved) = cfg.resolve(name, kver)? else {
         let msg = format!("no kernel mapping matches kernel {kver}: nothing to pull");
-        log::info!("{name}: {msg}");
         return Ok(Outcome::simple(PullResult::NoMapping, msg));
     };
     notify::status(&format!("{name}: resolving {}", resolved.reference));
@@ -253,7 +269,6 @@ fn pull_one(
             "{} ({}) was already in the store; made it current",
             resolved.reference, image.digest
         );
-        log::info!("{name}: {}", outcome.message);
         return Ok(outcome);
     }
 
@@ -306,7 +321,6 @@ fn pull_one(
         meta.extracted_bytes >> 20,
         t_extract.elapsed().as_secs_f64()
     );
-    log::info!("{name}: {}", outcome.message);
     Ok(outcome)
 }
 

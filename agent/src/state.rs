@@ -30,6 +30,18 @@ pub enum PullResult {
     Failed,
 }
 
+impl PullResult {
+    /// As in pull.json and the `KMM_DAY1_RESULT` journal field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullResult::Published => "published",
+            PullResult::UpToDate => "up-to-date",
+            PullResult::NoMapping => "no-mapping",
+            PullResult::Failed => "failed",
+        }
+    }
+}
+
 /// `<store>/<name>/pull.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -217,6 +229,17 @@ mod tests {
         assert_eq!(load::<PullState>(&p).unwrap(), Some(s));
         let text = fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"result\": \"up-to-date\""), "{text}");
+        for r in [
+            PullResult::Published,
+            PullResult::UpToDate,
+            PullResult::NoMapping,
+            PullResult::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+        }
         // A file from an older agent, with fewer fields, still loads.
         fs::write(&p, r#"{"kernel":"k","result":"published"}"#).unwrap();
         let old = load::<PullState>(&p).unwrap().unwrap();

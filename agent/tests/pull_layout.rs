@@ -279,3 +279,51 @@ fn reboot_is_requested_once_per_publish_and_guarded() {
     assert_eq!(fs::read_to_string(&calls).unwrap(), "reboot\nreboot\n");
     reboots(2);
 }
+
+#[test]
+fn concurrent_runs_are_serialised_by_the_store_lock() {
+    if !tools() {
+        return;
+    }
+    let Some((kver, modules)) = kernel_tree() else {
+        return;
+    };
+    let work = Scratch::new("lock");
+    let img = build_image_with(&work.0, &modules, &kver, "v1", 4 << 20);
+    let node = Node::new(&work.0, CONFIG);
+    let start = || {
+        node.command(&kver, None)
+            .arg("--no-reboot")
+            .arg("--oci-layout")
+            .arg(&img.layout)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    // Exactly one published; the other waited and found it up to date.
+    let both = format!("{}{}", stderr(&a), stderr(&b));
+    let published = both.lines().filter(|l| l.starts_with("drv: published"));
+    assert_eq!(published.count(), 1, "{both}");
+    assert_eq!(both.matches("is up to date").count(), 1, "{both}");
+    let entries = fs::read_dir(node.kdir(&kver)).unwrap().count();
+    assert_eq!(entries, 2, "current and one tree");
+}
+
+#[test]
+fn no_configs_is_nothing_to_do() {
+    let work = Scratch::new("noconf");
+    let node = Node::new(&work.0, "");
+    fs::remove_file(node.config_dir.join("drv.toml")).unwrap();
+    let out = node.pull_registry("6.1.0-1-amd64");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to pull"), "{}", stderr(&out));
+    assert!(!node.store.exists(), "no store is created for nothing");
+}
