@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kmm_day1_config::AfterPull;
 
@@ -18,14 +18,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write the MachineConfig (or Butane, Ignition, node config, disruption
-    /// policy) for one node config.
+    /// policy) for one node config, or one per document of --from-module.
     Generate(Box<GenerateArgs>),
+    /// Write the MachineConfig(s): `generate` with --format machineconfig
+    /// (the verb of `oc kmm-day1 machineconfig …`).
+    #[command(name = "machineconfig", visible_alias = "mc")]
+    MachineConfig(Box<GenerateArgs>),
 }
 
 impl Cli {
     pub fn run(self) -> Result<()> {
         match self.command {
             Command::Generate(args) => crate::generate::run(&args),
+            Command::MachineConfig(args) => {
+                if args.format != Format::Machineconfig {
+                    bail!(
+                        "`machineconfig` writes MachineConfigs only; for --format {} use `generate --format {}`",
+                        crate::generate::format_name(args.format),
+                        crate::generate::format_name(args.format)
+                    );
+                }
+                crate::generate::run(&args)
+            }
         }
     }
 }
@@ -88,7 +102,8 @@ pub struct GenerateArgs {
     /// A ready node config (TOML); its name is the file stem unless --name.
     #[arg(long, value_name = "FILE.toml", conflicts_with_all = CONTENT_FLAGS, help_heading = "Input")]
     pub config: Option<PathBuf>,
-    /// A KMM `Module` CR (YAML): its moduleLoader.container becomes the node config.
+    /// KMM `Module` and/or `BootModuleConfig` CRs (YAML, `---` separated): one
+    /// node config and MachineConfig per document.
     #[arg(long, value_name = "FILE", conflicts_with_all = CONTENT_FLAGS, conflicts_with = "config", help_heading = "Input")]
     pub from_module: Option<PathBuf>,
 
@@ -96,21 +111,43 @@ pub struct GenerateArgs {
     /// file stem, the CR's name, or the first --module].
     #[arg(long, help_heading = "Input")]
     pub name: Option<String>,
-    /// Driver image; may use KMM's variables, e.g. `quay.io/acme/drv:${KERNEL_FULL_VERSION}`.
+    /// Driver image; may use KMM's variables, e.g. `quay.io/acme/drv:${KERNEL_FULL_VERSION}`;
+    /// without a tag or digest the tag is the node's kernel release (as KMM's day1-utility).
     #[arg(long, help_heading = "Node config")]
     pub image: Option<String>,
     /// Kernel module to load (repeat; loaded in this order, each with its dependencies).
-    #[arg(long = "module", value_name = "MODULE", help_heading = "Node config")]
+    #[arg(
+        long = "module",
+        visible_alias = "kernel-module",
+        value_name = "MODULE",
+        help_heading = "Node config"
+    )]
     pub module: Vec<String>,
-    /// In-tree module to remove first (repeat) [default: the --module names].
-    #[arg(long, value_name = "MODULE", help_heading = "Node config")]
-    pub in_tree_remove: Vec<String>,
+    /// In-tree modules to remove first (repeat, or comma-separated; "" for none)
+    /// [default: the --module names].
+    #[arg(
+        long,
+        visible_alias = "in-tree-modules-to-remove",
+        value_name = "MODULE[,MODULE…]",
+        value_delimiter = ',',
+        help_heading = "Node config"
+    )]
+    pub in_tree_remove: Option<Vec<String>>,
     /// Module parameter, `MODULE=KEY=VALUE` or `MODULE=KEY` (repeat).
     #[arg(long, value_name = "MODULE=KEY=VALUE", help_heading = "Node config")]
     pub param: Vec<String>,
     /// Firmware directory in the image.
-    #[arg(long, value_name = "DIR", help_heading = "Node config")]
+    #[arg(
+        long,
+        visible_alias = "firmware-files-path",
+        value_name = "DIR",
+        help_heading = "Node config"
+    )]
     pub firmware_dir: Option<String>,
+    /// Accepted for KMM's day1-utility scripts and ignored (with a warning):
+    /// there is no KMM worker at boot.
+    #[arg(long, value_name = "IMAGE", hide = true)]
+    pub worker_image: Option<String>,
     /// Directory in the image holding `lib/modules/<kernel>` (KMM's dirName) [default: /opt].
     #[arg(long, value_name = "DIR", help_heading = "Node config")]
     pub module_root: Option<String>,
@@ -168,11 +205,12 @@ pub struct GenerateArgs {
         help_heading = "Output"
     )]
     pub format: Format,
-    /// MachineConfigPool role label, e.g. `worker` (required for machineconfig and butane).
-    #[arg(long, help_heading = "Output")]
+    /// MachineConfigPool role label, e.g. `worker` (required for machineconfig and butane,
+    /// unless the input names it).
+    #[arg(long, visible_alias = "machine-config-pool", help_heading = "Output")]
     pub pool: Option<String>,
-    /// MachineConfig name [default: 99-<pool>-kmm-day1-<name>].
-    #[arg(long, help_heading = "Output")]
+    /// MachineConfig name [default: the BootModuleConfig's, else 99-<pool>-kmm-day1-<name>].
+    #[arg(long, visible_alias = "machine-config", help_heading = "Output")]
     pub mc_name: Option<String>,
     /// Ignition spec version: 3.2.0 (OpenShift 4.12+) or 3.4.0 (4.14+).
     #[arg(

@@ -15,11 +15,130 @@ const SIZE_PROBE_POOL: &str = "worker";
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
     ignition::check_version(&args.ignition_version)?;
-    let loaded = input::load(args)?;
-    for w in &loaded.warnings {
-        crate::warn(w);
+    if args.worker_image.is_some() {
+        crate::warn("--worker-image is ignored: the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot");
     }
-    let pool = resolve_pool(args.pool.as_deref(), loaded.pool.as_deref())?;
+    let all = input::load(args)?;
+    for l in &all {
+        for w in &l.warnings {
+            crate::warn(w);
+        }
+    }
+    let several = all.len() > 1;
+    if several {
+        if matches!(args.format, Format::Ignition | Format::Config) {
+            bail!(
+                "--format {} writes one config, but the input has {} documents: split the file, or use --format machineconfig or butane (one per document) or disruption-policy (one for all)",
+                format_name(args.format),
+                all.len()
+            );
+        }
+        if args.mc_name.is_some() {
+            bail!(
+                "--mc-name names one MachineConfig, but the input has {} documents; drop --mc-name",
+                all.len()
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for l in &all {
+            if !seen.insert(l.name.as_str()) {
+                bail!("two documents map to the config name `{}` (/etc/kmm-day1/{}.toml): give them distinct metadata.name", l.name, l.name);
+            }
+        }
+    }
+
+    let mut docs = Vec::with_capacity(all.len());
+    for l in &all {
+        docs.push(one(args, l)?);
+    }
+    if several {
+        let mut names = std::collections::BTreeSet::new();
+        for d in &docs {
+            if let Some(n) = &d.mc_name {
+                if !names.insert(n.as_str()) {
+                    bail!("two documents map to the MachineConfig name `{n}`: give them distinct machineConfigName or metadata.name");
+                }
+            }
+        }
+    }
+
+    let text = if args.format == Format::DisruptionPolicy {
+        let paths: Vec<String> = all
+            .iter()
+            .map(|l| {
+                Payload {
+                    name: &l.name,
+                    agent: &[],
+                    config_toml: "",
+                }
+                .config_path()
+            })
+            .collect();
+        output::disruption::render(&paths)?
+    } else {
+        // One YAML stream, `---` between documents (`oc create -f` takes it).
+        docs.iter()
+            .map(|d| d.text.as_str())
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+
+    let mut notes: Vec<String> = Vec::new();
+    for d in &docs {
+        if let Some(n) = d.mc_bytes {
+            for note in size::check(n, d.pool.as_deref().unwrap_or(SIZE_PROBE_POOL))? {
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
+    }
+    write::emit(&text, args.output.as_deref())?;
+    let mc_sizes: Vec<String> = docs
+        .iter()
+        .filter_map(|d| d.mc_bytes)
+        .map(|n| n.to_string())
+        .collect();
+    let mc_part = match (args.format, mc_sizes.len()) {
+        (_, 0) => String::new(),
+        (Format::Machineconfig, 1) => String::new(),
+        (Format::Machineconfig, _) => format!(
+            " ({} MachineConfigs: {} bytes)",
+            mc_sizes.len(),
+            mc_sizes.join(", ")
+        ),
+        (_, 1) => format!("; the MachineConfig would be {} bytes", mc_sizes[0]),
+        (_, n) => format!(
+            "; the {n} MachineConfigs would be {} bytes",
+            mc_sizes.join(", ")
+        ),
+    };
+    eprintln!(
+        "kmm-day1: {} output: {} bytes{mc_part}",
+        format_name(args.format),
+        text.len()
+    );
+    for n in notes {
+        eprintln!("{n}");
+    }
+    Ok(())
+}
+
+/// One document's output, before the documents are joined.
+struct Rendered {
+    text: String,
+    /// Size of its MachineConfig, for formats that carry the agent.
+    mc_bytes: Option<usize>,
+    mc_name: Option<String>,
+    pool: Option<String>,
+}
+
+fn one(args: &GenerateArgs, loaded: &input::Loaded) -> Result<Rendered> {
+    let pool = resolve_pool(
+        args.pool.as_deref(),
+        loaded.pool.as_deref(),
+        loaded.pool_source,
+    )?;
     let name = loaded.name.as_str();
     let toml = loaded.config.to_toml();
     // What the agent will read must be what was validated: parse it back.
@@ -37,17 +156,20 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             format_name(args.format)
         );
     }
-
-    let (text, mc_bytes) = match args.format {
-        Format::Config => (toml.clone(), None),
-        Format::DisruptionPolicy => {
-            let p = Payload {
-                name,
-                agent: &[],
-                config_toml: &toml,
-            };
-            (output::disruption::render(&p.config_path()), None)
+    let explicit_mc = match (args.mc_name.as_deref(), loaded.mc_name.as_deref()) {
+        (Some(f), Some(i)) if f != i => {
+            crate::warn(&format!(
+                "--mc-name {f} differs from the BootModuleConfig's machineConfigName `{i}`; using --mc-name {f}"
+            ));
+            Some(f)
         }
+        (f, i) => f.or(i),
+    };
+
+    let (text, mc_bytes, mc_name) = match args.format {
+        Format::Config => (toml.clone(), None, None),
+        // Rendered for all documents together by the caller.
+        Format::DisruptionPolicy => (String::new(), None, None),
         Format::Machineconfig | Format::Butane | Format::Ignition => {
             let agent = agent::load(args.arch, args.agent.as_deref())?;
             let payload = Payload {
@@ -58,7 +180,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             let compress = !args.no_compress;
             let ign = ignition::build(&payload, &args.ignition_version, compress);
             let size_pool = pool.as_deref().unwrap_or(SIZE_PROBE_POOL);
-            let mc_name = output::mc_name(args.mc_name.as_deref(), size_pool, name)?;
+            let mc_name = output::mc_name(explicit_mc, size_pool, name)?;
             let mc = output::machineconfig::render(&mc_name, size_pool, &ign);
             let text = match args.format {
                 Format::Machineconfig => mc.clone(),
@@ -71,37 +193,26 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
                 ),
                 _ => ignition::to_json(&ign),
             };
-            (text, Some(mc.len()))
+            (text, Some(mc.len()), Some(mc_name))
         }
     };
-
-    let notes = match mc_bytes {
-        Some(n) => size::check(n, pool.as_deref().unwrap_or(SIZE_PROBE_POOL))?,
-        None => Vec::new(),
-    };
-    write::emit(&text, args.output.as_deref())?;
-    let mc_part = match mc_bytes {
-        Some(n) if args.format != Format::Machineconfig => {
-            format!("; the MachineConfig would be {n} bytes")
-        }
-        _ => String::new(),
-    };
-    eprintln!(
-        "kmm-day1: {} output: {} bytes{mc_part}",
-        format_name(args.format),
-        text.len()
-    );
-    for n in notes {
-        eprintln!("{n}");
-    }
-    Ok(())
+    Ok(Rendered {
+        text,
+        mc_bytes,
+        mc_name,
+        pool,
+    })
 }
 
-fn resolve_pool(flag: Option<&str>, from_input: Option<&str>) -> Result<Option<String>> {
+fn resolve_pool(
+    flag: Option<&str>,
+    from_input: Option<&str>,
+    source: &str,
+) -> Result<Option<String>> {
     let pool = match (flag, from_input) {
         (Some(f), Some(i)) if f != i => {
             crate::warn(&format!(
-                "--pool {f} differs from the Module's selector role `{i}`; using --pool {f}"
+                "--pool {f} differs from {source} `{i}`; using --pool {f}"
             ));
             Some(f)
         }
@@ -114,7 +225,7 @@ fn resolve_pool(flag: Option<&str>, from_input: Option<&str>) -> Result<Option<S
     Ok(pool.map(str::to_string))
 }
 
-fn format_name(f: Format) -> &'static str {
+pub fn format_name(f: Format) -> &'static str {
     match f {
         Format::Machineconfig => "machineconfig",
         Format::Butane => "butane",

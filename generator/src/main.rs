@@ -23,10 +23,39 @@ mod write;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+
+/// The names kubectl and oc look for on PATH for `kubectl kmm-day1` /
+/// `oc kmm-day1` (a `-` in the command is a `_` in the file name).
+const PLUGIN_NAMES: [(&str, &str); 2] = [
+    ("kubectl-kmm_day1", "kubectl kmm-day1"),
+    ("oc-kmm_day1", "oc kmm-day1"),
+];
+
+/// How to show the command in usage and help: the way the user typed it.
+/// kubectl execs a plugin with its full path as argv[0].
+fn display_name(argv0: Option<&std::ffi::OsStr>) -> String {
+    let base = argv0
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .and_then(std::ffi::OsStr::to_str)
+        .unwrap_or("kmm-day1");
+    PLUGIN_NAMES
+        .iter()
+        .find(|(file, _)| *file == base)
+        .map_or("kmm-day1", |(_, shown)| shown)
+        .to_string()
+}
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let argv0 = std::env::args_os().next();
+    let matches = cli::Cli::command()
+        .bin_name(display_name(argv0.as_deref()))
+        .get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -41,4 +70,19 @@ fn main() -> ExitCode {
 /// A warning for the user, on stderr; never silenced.
 fn warn(msg: &str) {
     eprintln!("warning: {}", msg.replace('\n', " "));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    #[test]
+    fn plugin_names_show_as_the_user_typed_them() {
+        let name = |s: &str| super::display_name(Some(OsStr::new(s)));
+        assert_eq!(name("/home/u/bin/kubectl-kmm_day1"), "kubectl kmm-day1");
+        assert_eq!(name("oc-kmm_day1"), "oc kmm-day1");
+        assert_eq!(name("/usr/bin/kmm-day1"), "kmm-day1");
+        assert_eq!(name("kmm-day1-x86_64"), "kmm-day1");
+        assert_eq!(super::display_name(None), "kmm-day1");
+    }
 }

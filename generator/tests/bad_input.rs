@@ -157,7 +157,7 @@ fn unsupported_kind() {
         "{line}"
     );
     assert!(
-        line.contains("accepted: Module (kmm.sigs.x-k8s.io/v1beta1)"),
+        line.contains("accepted: Module or BootModuleConfig (kmm.sigs.x-k8s.io/v1beta1)"),
         "{line}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -176,12 +176,100 @@ fn module_cr_raw_args_and_multiple_documents() {
         line.contains("modprobe.rawArgs` cannot be honoured"),
         "{line}"
     );
-    std::fs::write(&f, format!("{cr}---\n{cr}")).unwrap();
+    // In a stream, the error names the document.
+    let good = cr.replace("        rawArgs: {load: [-d, /opt, m]}\n", "");
+    std::fs::write(&f, format!("{good}---\n{cr}")).unwrap();
     let line = generate(&["--from-module", f.to_str().unwrap()])
         .one_line_error()
         .to_string();
-    assert!(line.contains("2 YAML documents"), "{line}");
+    assert!(
+        line.contains("m.yaml: document 2 of 2: `spec.moduleLoader.container.modprobe.rawArgs` cannot be honoured"),
+        "{line}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const BMC: &str = "apiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: BootModuleConfig\nmetadata: {name: b}\nspec:\n  machineConfigName: 99-worker-b\n  machineConfigPoolName: worker\n  kernelModuleImage: quay.io/a/b\n  kernelModuleName: b\n";
+
+/// `generate --from-module <text>` without --pool (the CR names it).
+fn from_module_text(test: &str, text: &str) -> util::Out {
+    let dir = util::scratch(test);
+    let f = dir.join("in.yaml");
+    std::fs::write(&f, text).unwrap();
+    let out = kmm_day1(&[
+        "generate",
+        "--agent",
+        FAKE_AGENT,
+        "--from-module",
+        f.to_str().unwrap(),
+    ]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+#[test]
+fn bootmoduleconfig_missing_pool() {
+    let text = BMC.replace("  machineConfigPoolName: worker\n", "");
+    let line = from_module_text("bmc-no-pool", &text)
+        .one_line_error()
+        .to_string();
+    assert!(
+        line.contains(
+            "in.yaml: `spec.machineConfigPoolName` is missing: it names the MachineConfigPool"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn bootmoduleconfig_image_with_a_tag_or_digest() {
+    for (image, says) in [
+        ("quay.io/a/b:5.14", "already has a tag `5.14`"),
+        ("quay.io/a/b@sha256:0123", "has a digest (`@sha256:0123`)"),
+    ] {
+        let text = BMC.replace("quay.io/a/b\n", &format!("{image}\n"));
+        let line = from_module_text("bmc-tag", &text)
+            .one_line_error()
+            .to_string();
+        assert!(line.contains("`spec.kernelModuleImage`: "), "{line}");
+        assert!(
+            line.contains(says) && line.contains("KMM appends `:<kernel release>`"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn unknown_kind_in_a_stream_names_the_document() {
+    let deploy = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n";
+    // A leading `---` and a comment-only document are not counted.
+    let text = format!("---\n{BMC}---\n# nothing\n---\n{deploy}");
+    let line = from_module_text("stream-kind", &text)
+        .one_line_error()
+        .to_string();
+    assert!(
+        line.contains("in.yaml: document 2 of 2: kind `Deployment` is not supported; accepted: Module or BootModuleConfig"),
+        "{line}"
+    );
+}
+
+#[test]
+fn duplicate_names_in_a_stream() {
+    let line = from_module_text("stream-dup", &format!("{BMC}---\n{BMC}"))
+        .one_line_error()
+        .to_string();
+    assert!(
+        line.contains("two documents map to the config name `b`"),
+        "{line}"
+    );
+    let other = BMC.replace("{name: b}", "{name: c}");
+    let line = from_module_text("stream-dup-mc", &format!("{BMC}---\n{other}"))
+        .one_line_error()
+        .to_string();
+    assert!(
+        line.contains("two documents map to the MachineConfig name `99-worker-b`"),
+        "{line}"
+    );
 }
 
 #[test]

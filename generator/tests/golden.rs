@@ -9,7 +9,22 @@ mod util;
 use std::path::Path;
 
 use kmm_day1_config::NodeConfig;
-use util::{generate, kmm_day1, root, CASES, FAKE_AGENT, FORMATS};
+use util::{generate, kmm_day1, root, CASES, FAKE_AGENT, FORMATS, MULTI_DOC, MULTI_DOC_FORMATS};
+
+/// `kmm-day1 generate --from-module <multi-doc example> --format <format>`.
+fn generate_multi(format: &str, extra: &[&str]) -> util::Out {
+    let mut args = vec![
+        "generate",
+        "--from-module",
+        MULTI_DOC,
+        "--format",
+        format,
+        "--agent",
+        FAKE_AGENT,
+    ];
+    args.extend_from_slice(extra);
+    kmm_day1(&args)
+}
 
 #[test]
 fn every_format_matches_its_golden() {
@@ -32,6 +47,22 @@ fn every_format_matches_its_golden() {
             if want != text {
                 mismatches.push(golden.display().to_string());
             }
+        }
+    }
+    for (format, ext) in MULTI_DOC_FORMATS {
+        let out = generate_multi(format, &[]);
+        let text = out.ok();
+        let golden = root().join(format!(
+            "generator/tests/golden/multi-document.{format}.{ext}"
+        ));
+        if update {
+            std::fs::write(&golden, text).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
+        if want != text {
+            mismatches.push(golden.display().to_string());
         }
     }
     assert!(
@@ -66,10 +97,7 @@ fn same_input_gives_byte_identical_output() {
 /// The node config of a case, as the example file defines it.
 fn expected_config(case: &util::Case) -> (String, NodeConfig) {
     let out = generate(case, "config", &[]);
-    let name = match case.name {
-        "module-cr" => "mlx5-oot".to_string(),
-        n => n.to_string(),
-    };
+    let name = case.config_name.to_string();
     let cfg = NodeConfig::parse(Path::new(&format!("{name}.toml")), out.ok()).unwrap();
     if case.example.ends_with(".toml") {
         assert_eq!(cfg, NodeConfig::load(&root().join(case.example)).unwrap());
@@ -86,11 +114,8 @@ fn machineconfig_structure_and_payload() {
         let mc: serde_json::Value = serde_norway::from_str(out.ok()).unwrap();
         assert_eq!(mc["apiVersion"], "machineconfiguration.openshift.io/v1");
         assert_eq!(mc["kind"], "MachineConfig");
-        let pool = match case.name {
-            "multi-module" => "gpu-worker",
-            _ => "worker",
-        };
-        assert_eq!(mc["metadata"]["name"], format!("99-{pool}-kmm-day1-{name}"));
+        let pool = case.pool;
+        assert_eq!(mc["metadata"]["name"], case.mc_name);
         assert_eq!(
             mc["metadata"]["labels"]["machineconfiguration.openshift.io/role"],
             pool
@@ -248,4 +273,232 @@ fn flags_build_the_same_config_as_the_example() {
         FAKE_AGENT,
     ]);
     assert_eq!(out.ok(), generate(&CASES[0], "machineconfig", &[]).ok());
+}
+
+/// The documents of the multi-document example, each as its own file.
+fn split_multi_doc(dir: &Path) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string(root().join(MULTI_DOC)).unwrap();
+    let docs: Vec<&str> = text.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "the example has two documents");
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let f = dir.join(format!("doc{i}.yaml"));
+            std::fs::write(&f, d).unwrap();
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn multi_document_output_is_each_document_alone_joined() {
+    let dir = util::scratch("multi-doc");
+    let parts = split_multi_doc(&dir);
+    for format in ["machineconfig", "butane"] {
+        let all = generate_multi(format, &[]);
+        let alone: Vec<String> = parts
+            .iter()
+            .map(|p| {
+                kmm_day1(&[
+                    "generate",
+                    "--from-module",
+                    p.to_str().unwrap(),
+                    "--format",
+                    format,
+                    "--agent",
+                    FAKE_AGENT,
+                ])
+                .ok()
+                .to_string()
+            })
+            .collect();
+        assert_eq!(all.ok(), alone.join("---\n"), "{format}");
+        // A YAML stream of two objects, as `oc create -f -` reads it.
+        let docs: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(all.ok())
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(docs.len(), 2, "{format}");
+        assert_eq!(docs[0]["metadata"]["name"], "99-worker-ice-day1");
+        assert_eq!(
+            docs[1]["metadata"]["name"],
+            "99-gpu-worker-kmm-day1-mlx5-gpu"
+        );
+        assert_eq!(
+            docs[1]["metadata"]["labels"]["machineconfiguration.openshift.io/role"],
+            "gpu-worker"
+        );
+    }
+    // The disruption policy is cluster-wide: one object naming both configs.
+    let p: serde_json::Value =
+        serde_norway::from_str(generate_multi("disruption-policy", &[]).ok()).unwrap();
+    let paths: Vec<&str> = p["spec"]["nodeDisruptionPolicy"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/etc/kmm-day1/ice-day1.toml",
+            "/etc/kmm-day1/mlx5-gpu.toml",
+            "/usr/local/bin/kmm-day1-agent"
+        ]
+    );
+    // -o writes the whole stream.
+    let f = dir.join("out.yaml");
+    let c = generate_multi("machineconfig", &["-o", f.to_str().unwrap()]);
+    assert!(c.ok().is_empty());
+    assert_eq!(
+        std::fs::read(&f).unwrap(),
+        generate_multi("machineconfig", &[]).stdout
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn multi_document_refusals_for_single_config_formats_and_flags() {
+    for format in ["ignition", "config"] {
+        let line = generate_multi(format, &[]).one_line_error().to_string();
+        assert!(
+            line.contains(&format!(
+                "--format {format} writes one config, but the input has 2 documents"
+            )),
+            "{line}"
+        );
+    }
+    for (flag, val) in [("--name", "x"), ("--mc-name", "x")] {
+        let line = generate_multi("machineconfig", &[flag, val])
+            .one_line_error()
+            .to_string();
+        assert!(
+            line.contains(flag) && line.contains("2 documents"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn bootmoduleconfig_names_its_machineconfig_and_pool_and_warns_about_worker_image() {
+    let case = &CASES[3];
+    let out = generate(case, "machineconfig", &[]);
+    let mc: serde_json::Value = serde_norway::from_str(out.ok()).unwrap();
+    assert_eq!(mc["metadata"]["name"], "99-worker-sfc-day1");
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["warning: spec.workerImage is ignored: the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot"]
+    );
+    let (_, cfg) = expected_config(case);
+    // KMM's tag convention: the node's kernel release.
+    assert_eq!(
+        cfg.image.as_deref(),
+        Some("quay.io/acme/sfc-driver:${KERNEL_FULL_VERSION}")
+    );
+    assert_eq!(cfg.modules, ["sfc"]);
+    assert_eq!(cfg.in_tree_remove.as_deref().unwrap(), ["sfc", "mdio"]);
+    assert_eq!(cfg.firmware_dir.as_deref(), Some("/firmware"));
+    let r = cfg
+        .resolve("sfc-day1", "5.14.0-427.13.1.el9_4.x86_64")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.reference,
+        "quay.io/acme/sfc-driver:5.14.0-427.13.1.el9_4.x86_64"
+    );
+    // --pool and --mc-name still win, with a warning naming the CR's field.
+    let out = generate(
+        case,
+        "machineconfig",
+        &["--pool", "infra", "--mc-name", "99-infra-sfc"],
+    );
+    let mc: serde_json::Value = serde_norway::from_str(out.ok()).unwrap();
+    assert_eq!(mc["metadata"]["name"], "99-infra-sfc");
+    assert_eq!(
+        mc["metadata"]["labels"]["machineconfiguration.openshift.io/role"],
+        "infra"
+    );
+    assert!(out.stderr.contains("warning: --pool infra differs from the BootModuleConfig's machineConfigPoolName `worker`"), "{}", out.stderr);
+    assert!(out.stderr.contains("warning: --mc-name 99-infra-sfc differs from the BootModuleConfig's machineConfigName `99-worker-sfc-day1`"), "{}", out.stderr);
+}
+
+/// KMM's day1-utility options, with `--` for Go's `-`, build the same
+/// MachineConfig as the equivalent BootModuleConfig.
+#[test]
+fn day1_utility_option_names_are_aliases() {
+    let day1 = [
+        "--machine-config",
+        "99-worker-sfc-day1",
+        "--machine-config-pool",
+        "worker",
+        "--image",
+        "quay.io/acme/sfc-driver",
+        "--kernel-module",
+        "sfc",
+        "--in-tree-modules-to-remove",
+        "sfc,mdio",
+        "--firmware-files-path",
+        "/firmware",
+        "--worker-image",
+        "quay.io/edge-infrastructure/kernel-module-management-worker:latest",
+        "--name",
+        "sfc-day1",
+    ];
+    let bmc = generate(&CASES[3], "machineconfig", &[]);
+    for verb in ["generate", "machineconfig"] {
+        let mut args = vec![verb, "--agent", FAKE_AGENT];
+        args.extend_from_slice(&day1);
+        let out = kmm_day1(&args);
+        assert_eq!(out.ok(), bmc.ok(), "{verb}");
+        // The tag rule and the ignored worker image are both said.
+        assert!(out.stderr.contains("warning: --image `quay.io/acme/sfc-driver` has no tag: using `quay.io/acme/sfc-driver:${KERNEL_FULL_VERSION}`"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("warning: --worker-image is ignored"),
+            "{}",
+            out.stderr
+        );
+    }
+    // `=` works as with Go's flag package; "" means remove nothing, as
+    // day1-utility's strings.Split("", ",") leaves nothing to remove.
+    let out = kmm_day1(&[
+        "generate",
+        "--format",
+        "config",
+        "--kernel-module=sfc",
+        "--image=quay.io/acme/sfc-driver",
+        "--in-tree-modules-to-remove=",
+    ]);
+    let cfg = NodeConfig::parse(Path::new("sfc.toml"), out.ok()).unwrap();
+    assert_eq!(cfg.in_tree_remove, Some(Vec::new()));
+    // A tagged --image is taken as is (day1-utility would append a second tag).
+    let out = kmm_day1(&[
+        "generate",
+        "--format",
+        "config",
+        "--kernel-module",
+        "sfc",
+        "--image",
+        "quay.io/acme/sfc-driver:1.2",
+    ]);
+    let cfg = NodeConfig::parse(Path::new("sfc.toml"), out.ok()).unwrap();
+    assert_eq!(cfg.image.as_deref(), Some("quay.io/acme/sfc-driver:1.2"));
+    assert!(!out.stderr.contains("has no tag"), "{}", out.stderr);
+}
+
+#[test]
+fn machineconfig_verb_refuses_other_formats() {
+    let line = kmm_day1(&[
+        "machineconfig",
+        "--config",
+        "examples/sfc.toml",
+        "--format",
+        "butane",
+    ])
+    .one_line_error()
+    .to_string();
+    assert!(line.contains("use `generate --format butane`"), "{line}");
 }

@@ -13,10 +13,17 @@ pub fn load(args: &GenerateArgs) -> Result<Loaded> {
         bail!("no kernel module to load: name at least one with --module NAME (or pass --config FILE.toml or --from-module FILE)");
     };
     let name = args.name.clone().unwrap_or_else(|| first.clone());
+    let mut warnings = Vec::new();
     let mut config = NodeConfig::new(String::new(), args.module.clone());
-    config.image = args.image.clone();
-    if !args.in_tree_remove.is_empty() {
-        config.in_tree_remove = Some(args.in_tree_remove.clone());
+    config.image = args.image.as_deref().map(|i| {
+        let (image, note) = super::kmm_image::flag_image(i);
+        warnings.extend(note);
+        image
+    });
+    // day1-utility passes a comma-separated list, and "" for none: both
+    // arrive here split (`--in-tree-remove ""` is an explicit empty list).
+    if let Some(list) = &args.in_tree_remove {
+        config.in_tree_remove = Some(list.iter().filter(|m| !m.is_empty()).cloned().collect());
     }
     config.parameters = parameters(&args.param)?;
     config.firmware_dir = args.firmware_dir.clone();
@@ -52,7 +59,9 @@ pub fn load(args: &GenerateArgs) -> Result<Loaded> {
         name,
         config,
         pool: None,
-        warnings: Vec::new(),
+        pool_source: "",
+        mc_name: None,
+        warnings,
     })
 }
 

@@ -1,10 +1,11 @@
 //! The input kinds. Each turns its input into a [`NodeConfig`]; then
 //! [`finish`] runs the config crate's own `validate()`, the one schema.
 //!
-//! A new input kind (e.g. KMM's `BootModuleConfig`) is a new file here plus
-//! one arm in [`manifest::load`].
+//! A new input kind is a new file here plus one arm in `manifest::one`.
 
+mod boot_module_config;
 mod flags;
+mod kmm_image;
 mod manifest;
 mod module_cr;
 mod node_toml;
@@ -22,25 +23,47 @@ pub struct Loaded {
     /// The config's name (`/etc/kmm-day1/<name>.toml`).
     pub name: String,
     pub config: NodeConfig,
-    /// A pool role read from the input (a Module's node-role selector).
+    /// A pool role read from the input (a Module's node-role selector, a
+    /// BootModuleConfig's machineConfigPoolName).
     pub pool: Option<String>,
+    /// Where `pool` came from, for the warning when --pool differs.
+    pub pool_source: &'static str,
+    /// The MachineConfig's name, when the input names it (BootModuleConfig).
+    pub mc_name: Option<String>,
     /// Fields that were ignored, each saying which and why.
     pub warnings: Vec<String>,
 }
 
-pub fn load(args: &GenerateArgs) -> Result<Loaded> {
+/// The node configs of the input: one, or one per document of a
+/// multi-document `--from-module` file.
+pub fn load(args: &GenerateArgs) -> Result<Vec<Loaded>> {
     if let Some(path) = &args.config {
-        node_toml::load(path, args.name.as_deref())
+        Ok(vec![node_toml::load(path, args.name.as_deref())?])
     } else if let Some(path) = &args.from_module {
-        let mut loaded = manifest::load(path, args.name.as_deref())?;
-        flags::apply_pull_flags(args, &mut loaded.config);
-        finish(
-            loaded,
-            &format!("{}: the node config mapped from it", path.display()),
-        )
+        let all = manifest::load(path, args.name.as_deref())?;
+        let n = all.len();
+        all.into_iter()
+            .enumerate()
+            .map(|(i, mut loaded)| {
+                flags::apply_pull_flags(args, &mut loaded.config);
+                let what = if n > 1 {
+                    format!(
+                        "{}: document {} of {n}: the node config mapped from it",
+                        path.display(),
+                        i + 1
+                    )
+                } else {
+                    format!("{}: the node config mapped from it", path.display())
+                };
+                finish(loaded, &what)
+            })
+            .collect()
     } else {
         let loaded = flags::load(args)?;
-        finish(loaded, "the node config built from the command-line flags")
+        Ok(vec![finish(
+            loaded,
+            "the node config built from the command-line flags",
+        )?])
     }
 }
 

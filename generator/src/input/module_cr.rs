@@ -277,6 +277,8 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         name: name.map_or(cr_name, str::to_string),
         config,
         pool,
+        pool_source: "the Module's selector role",
+        mc_name: None,
         warnings: ctx.warnings,
     })
 }

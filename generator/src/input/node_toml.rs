@@ -23,6 +23,8 @@ pub fn load(path: &Path, name: Option<&str>) -> Result<Loaded> {
         name,
         config,
         pool: None,
+        pool_source: "",
+        mc_name: None,
         warnings: Vec::new(),
     })
 }

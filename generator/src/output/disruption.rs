@@ -7,8 +7,13 @@
 //! changed image is pulled on the next pull run, and swapped after the
 //! reboot the agent itself asks for (or live, with `after_pull = "live"`).
 
+use anyhow::{bail, Result};
 use kmm_day1_config::{units, AGENT_PATH};
 use serde::Serialize;
+
+/// `files` and `units` each take at most 50 entries
+/// (openshift/api operator/v1 `NodeDisruptionPolicyConfig`, MaxItems=50).
+pub const MAX_ENTRIES: usize = 50;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -54,16 +59,27 @@ struct Action {
     kind: &'static str,
 }
 
-pub fn render(config_path: &str) -> String {
+/// The policy for the agent, the units and every config in `config_paths`
+/// (one per input document: the policy is cluster-wide, so one for all).
+pub fn render(config_paths: &[String]) -> Result<String> {
     let none = || vec![Action { kind: "None" }];
-    let mut files: Vec<FileAction> = [AGENT_PATH, config_path]
+    let mut paths: Vec<&str> = config_paths.iter().map(String::as_str).collect();
+    paths.push(AGENT_PATH);
+    paths.sort_unstable();
+    paths.dedup();
+    if paths.len() > MAX_ENTRIES {
+        bail!(
+            "the disruption policy would list {} files, above the {MAX_ENTRIES} that MachineConfiguration's nodeDisruptionPolicy.files accepts: split the input",
+            paths.len()
+        );
+    }
+    let files: Vec<FileAction> = paths
         .iter()
         .map(|p| FileAction {
             path: p.to_string(),
             actions: none(),
         })
         .collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut unit_actions: Vec<UnitAction> = units::ALL
         .iter()
         .map(|u| UnitAction {
@@ -72,7 +88,7 @@ pub fn render(config_path: &str) -> String {
         })
         .collect();
     unit_actions.sort_by(|a, b| a.name.cmp(&b.name));
-    super::yaml(&MachineConfiguration {
+    Ok(super::yaml(&MachineConfiguration {
         api_version: "operator.openshift.io/v1",
         kind: "MachineConfiguration",
         metadata: Metadata { name: "cluster" },
@@ -82,5 +98,5 @@ pub fn render(config_path: &str) -> String {
                 units: unit_actions,
             },
         },
-    })
+    }))
 }

@@ -16,13 +16,21 @@ pub struct Case {
     pub args: &'static [&'static str],
     /// The example file it reads.
     pub example: &'static str,
+    /// The node config's name (`/etc/kmm-day1/<config_name>.toml`).
+    pub config_name: &'static str,
+    /// The MachineConfig's name and pool.
+    pub mc_name: &'static str,
+    pub pool: &'static str,
 }
 
-pub const CASES: [Case; 3] = [
+pub const CASES: [Case; 4] = [
     Case {
         name: "sfc",
         args: &["--config", "examples/sfc.toml", "--pool", "worker"],
         example: "examples/sfc.toml",
+        config_name: "sfc",
+        mc_name: "99-worker-kmm-day1-sfc",
+        pool: "worker",
     },
     Case {
         name: "multi-module",
@@ -33,13 +41,36 @@ pub const CASES: [Case; 3] = [
             "gpu-worker",
         ],
         example: "examples/multi-module.toml",
+        config_name: "multi-module",
+        mc_name: "99-gpu-worker-kmm-day1-multi-module",
+        pool: "gpu-worker",
     },
     Case {
         name: "module-cr",
         // The pool comes from the CR's node-role selector.
         args: &["--from-module", "examples/module-cr.yaml"],
         example: "examples/module-cr.yaml",
+        config_name: "mlx5-oot",
+        mc_name: "99-worker-kmm-day1-mlx5-oot",
+        pool: "worker",
     },
+    Case {
+        name: "bootmoduleconfig",
+        // The pool and the MachineConfig's name come from the CR.
+        args: &["--from-module", "examples/bootmoduleconfig.yaml"],
+        example: "examples/bootmoduleconfig.yaml",
+        config_name: "sfc-day1",
+        mc_name: "99-worker-sfc-day1",
+        pool: "worker",
+    },
+];
+
+/// The multi-document example, and the formats that take several documents.
+pub const MULTI_DOC: &str = "examples/multi-document.yaml";
+pub const MULTI_DOC_FORMATS: [(&str, &str); 3] = [
+    ("machineconfig", "yaml"),
+    ("butane", "bu"),
+    ("disruption-policy", "yaml"),
 ];
 
 pub const FORMATS: [(&str, &str); 5] = [
