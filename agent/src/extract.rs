@@ -243,7 +243,7 @@ impl Extractor {
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
-                let n = io::copy(&mut entry.take(size), &mut f)
+                let n = copy_with_writeback(&mut entry.take(size), &mut f)
                     .with_context(|| format!("writing {}", path.display()))?;
                 if n != size {
                     bail!("layer entry `{shown}` is truncated");
@@ -527,6 +527,40 @@ fn resolve_inside(root: &Path, link: &Path, depth: u32) -> Option<Vec<OsString>>
         }
     }
     Some(stack)
+}
+
+/// `io::copy`, starting the disk writeback of every 8 MiB written so that
+/// the `syncfs` at publish finds little left to write (large firmware files
+/// would otherwise all be flushed at the end, after decompression).
+fn copy_with_writeback(src: &mut impl Read, dst: &mut File) -> io::Result<u64> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    const STEP: u64 = 8 << 20;
+    let mut buf = vec![0u8; 64 << 10];
+    let (mut total, mut flushed) = (0u64, 0u64);
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        dst.write_all(&buf[..n])?;
+        total += n as u64;
+        if total - flushed >= STEP {
+            // SAFETY: a valid fd and plain integers; an error only means no
+            // early writeback (syncfs still makes the data durable).
+            unsafe {
+                libc::sync_file_range(
+                    dst.as_raw_fd(),
+                    flushed as libc::off64_t,
+                    (total - flushed) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            flushed = total;
+        }
+    }
 }
 
 fn remove_any(path: &Path) -> Result<()> {
