@@ -64,8 +64,10 @@ oci_image() {
     rm -rf "$bundle"
 }
 
-# push_image LAYOUT TAG PORT REPO: to the test registry, Docker schema 2.
+# push_image LAYOUT TAG REPO [registry_push options]: to the running test
+# registry as REPO:TAG, Docker schema 2; prints the manifest digest.
 push_image() {
-    skopeo copy --quiet --dest-tls-verify=false --format v2s2 \
-        "oci:$1:$2" "docker://127.0.0.1:$3/$4:$2"
+    local layout=$1 tag=$2 repo=$3
+    shift 3
+    registry_push "oci:$layout:$tag" "$repo:$tag" --v2s2 "$@"
 }

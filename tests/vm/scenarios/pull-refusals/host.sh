@@ -10,7 +10,7 @@ scenario_prepare() {
     SCN_NET_PORT=$REGISTRY_PORT
     kmm_tree "$out/image-src" dummy >/dev/null
     oci_image "$out/image-src" "$out/oci" "$RELEASE" || return 1
-    push_image "$out/oci" "$RELEASE" "$REGISTRY_PORT" kmmtest/dummy || return 1
+    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest" || return 1
     mkdir -p "$root/etc/kmm-day1"
     local repo='10.0.2.100:5000/kmmtest/dummy'
     cat >"$root/etc/kmm-day1/missing-tag.toml" <<TOML
