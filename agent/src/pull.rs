@@ -76,7 +76,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     }
     let store = Store::new(&opts.common.store);
     notify::status("waiting for the store lock");
-    let _lock = store.lock()?;
+    let lock = store.lock()?;
     publish::clean_stale(&store)?;
     let deadline = Instant::now() + BUDGET;
 
@@ -145,6 +145,23 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         publish::clear_blobs(&store)?;
     }
 
+    // Counted under the lock, requested once everything else is done.
+    let reboot = if reboot_for.is_empty() {
+        false
+    } else {
+        match count_reboots(&store, &kver, &reboot_for) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{e:#}");
+                summaries.push(format!("{e:#}"));
+                failed.extend(reboot_for.iter().map(|(n, _)| n.clone()));
+                false
+            }
+        }
+    };
+    // `replace` takes the store lock itself (flock: a second open file in
+    // this process would wait on ours forever).
+    drop(lock);
     if !live_for.is_empty() {
         // The replace phase covers every config and is idempotent: configs
         // already loaded are left alone.
@@ -177,8 +194,8 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         t0.elapsed().as_secs_f64(),
         summaries.join("; ")
     );
-    if !reboot_for.is_empty() {
-        request_reboot(&store, &kver, &reboot_for)?;
+    if reboot {
+        request_reboot()?;
         log::notice!("{summary}; rebooting to load the new modules early in boot");
         notify::ready(&format!("{summary}; rebooting"));
     } else {
@@ -196,23 +213,37 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     }
 }
 
-/// Count the reboot against each config's guard, then ask systemd. The
-/// counter is saved before the request so a crash cannot skip it.
-fn request_reboot(store: &Store, kver: &str, configs: &[(String, u32)]) -> Result<()> {
+/// Count a reboot against each config's guard (`max_reboots_per_kernel`),
+/// saved before the reboot is requested so a crash cannot skip it. Over the
+/// limit: nothing is counted, the config's pull.json says why, and no reboot.
+fn count_reboots(store: &Store, kver: &str, configs: &[(String, u32)]) -> Result<()> {
+    let mut states = Vec::new();
     for (name, max) in configs {
         let path = store.pull_state_path(name);
         let mut st: PullState = state::load(&path)?.unwrap_or_default();
         let n = st.reboots.get(kver).copied().unwrap_or(0);
         if n >= *max {
-            bail!(
+            let msg = format!(
                 "{name}: already rebooted {n} times for kernel {kver} (pull.max_reboots_per_kernel = {max}); \
                  not rebooting again: see `kmm-day1-agent status` and the replace unit's journal"
             );
+            st.result = PullResult::Failed;
+            st.message = msg.clone();
+            state::save(&path, &st)?;
+            bail!(msg);
         }
         st.reboots.insert(kver.to_string(), n + 1);
+        states.push((path, st));
+    }
+    for (path, st) in states {
         state::save(&path, &st)?;
     }
-    // Spawned, not exec'd: our exit status and the journal line still land.
+    Ok(())
+}
+
+/// Ask systemd to reboot: spawned, not exec'd, so our exit status and
+/// journal lines still land.
+fn request_reboot() -> Result<()> {
     let status = std::process::Command::new("systemctl")
         .arg("reboot")
         .status()

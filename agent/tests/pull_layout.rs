@@ -278,6 +278,20 @@ fn reboot_is_requested_once_per_publish_and_guarded() {
     );
     assert_eq!(fs::read_to_string(&calls).unwrap(), "reboot\nreboot\n");
     reboots(2);
+    let st: serde_json::Value =
+        serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
+    assert_eq!(st["result"], "failed");
+    assert!(st["message"]
+        .as_str()
+        .unwrap()
+        .contains("not rebooting again"));
+    assert!(
+        err.lines()
+            .last()
+            .unwrap()
+            .starts_with("error: pull for kernel"),
+        "the summary line still comes last: {err}"
+    );
 }
 
 #[test]
