@@ -3,50 +3,50 @@
 //! It is embedded in a MachineConfig, so it is small and fully static (design
 //! §6): no async runtime, no container runtime, no C libraries.
 
+/// docker-config credential files (`/var/lib/kubelet/config.json`).
+mod auth;
+/// Blob sources (registry, OCI layout) and verified downloads into the store.
+mod blobs;
 /// Command-line parsing (lexopt: clap costs ~300 KB here).
 mod cli;
-/// Logging to the journal (native protocol) or stderr; `log::info!` & co.
-mod log;
-/// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.
-#[allow(dead_code)] // used by pull and replace as they land
-mod notify;
-/// pull.json / replace.json / meta.json: what the phases leave for `status`.
-#[allow(dead_code)] // read by status and written by replace as they land
-mod state;
+/// Layers → the filtered module/firmware tree, with whiteouts and link checks.
+mod extract;
+/// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.
+mod http;
 /// The kernel interface `replace` uses (syscalls, /proc, /sys), behind a trait.
 mod kernel;
+/// Logging to the journal (native protocol) or stderr; `log::info!` & co.
+mod log;
+/// registries.conf mirrors, blocking and insecure registries.
+mod mirrors;
 /// The `.modinfo` section of module files (vermagic, srcversion, signature).
 mod modinfo;
 /// Module trees (modules.dep, softdep, alias, builtin) and /proc/modules.
 mod modules;
+/// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.
+#[allow(dead_code)] // used by pull and replace as they land
+mod notify;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
-/// Blob sources (registry, OCI layout) and verified downloads into the store.
-mod blobs;
-/// Layers → the filtered module/firmware tree, with whiteouts and link checks.
-mod extract;
-/// `pull`: fetch the driver image for the running kernel into the store.
-mod pull;
 /// Atomic publish of an extracted tree (`current` swap), crash cleanup, GC.
 mod publish;
-/// docker-config credential files (`/var/lib/kubelet/config.json`).
-mod auth;
-/// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.
-mod http;
-/// registries.conf mirrors, blocking and insecure registries.
-mod mirrors;
-/// Which CAs a registry's certificate is checked against.
-mod tls;
+/// `pull`: fetch the driver image for the running kernel into the store.
+mod pull;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
 #[allow(dead_code)] // called by pull as it lands
 mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
+/// pull.json / replace.json / meta.json: what the phases leave for `status`.
+#[allow(dead_code)] // read by status and written by replace as they land
+mod state;
 /// `status`: report what the agent did and will do.
 mod status;
 /// The on-disk store shared by every phase.
 #[allow(dead_code)] // used by pull and replace as they land
 mod store;
+/// Which CAs a registry's certificate is checked against.
+mod tls;
 
 use std::process::ExitCode;
 
