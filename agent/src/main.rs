@@ -24,7 +24,6 @@ mod modinfo;
 /// Module trees (modules.dep, softdep, alias, builtin) and /proc/modules.
 mod modules;
 /// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.
-#[allow(dead_code)] // used by pull and replace as they land
 mod notify;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
@@ -38,7 +37,6 @@ mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
 /// pull.json / replace.json / meta.json: what the phases leave for `status`.
-#[allow(dead_code)] // read by status and written by replace as they land
 mod state;
 /// `status`: report what the agent did and will do.
 mod status;
