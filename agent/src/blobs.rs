@@ -620,6 +620,116 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Store `data` in the layout; its descriptor JSON.
+    fn put(layout: &Path, media_type: &str, data: &[u8], extra: &str) -> (String, String) {
+        let mut c = ring::digest::Context::new(&ring::digest::SHA256);
+        c.update(data);
+        let hex = sha256_hex(c);
+        fs::write(layout.join("blobs/sha256").join(&hex), data).unwrap();
+        let digest = format!("sha256:{hex}");
+        let desc = format!(
+            r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{}{extra}}}"#,
+            data.len()
+        );
+        (digest, desc)
+    }
+
+    #[test]
+    fn oci_layout_resolves_tags_indexes_and_platforms() {
+        let dir = std::env::temp_dir().join(format!("kmm-day1-layout-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let (_, config) = put(&dir, "application/vnd.oci.image.config.v1+json", b"{}", "");
+        let manifest = |layer: &[u8]| {
+            let (_, l) = put(&dir, "application/vnd.oci.image.layer.v1.tar", layer, "");
+            let m = format!(r#"{{"schemaVersion":2,"config":{config},"layers":[{l}]}}"#);
+            put(
+                &dir,
+                "application/vnd.oci.image.manifest.v1+json",
+                m.as_bytes(),
+                "",
+            )
+        };
+        let (arm, arm_desc) = manifest(b"arm");
+        let (amd, amd_desc) = manifest(b"amd");
+        let plat = |arch: &str, variant: &str| {
+            format!(r#","platform":{{"os":"linux","architecture":"{arch}"{variant}}}"#)
+        };
+        let arm_entry = arm_desc.replace('}', "") + &plat("arm64", r#","variant":"v8""#) + "}";
+        let amd_entry = amd_desc.trim_end_matches('}').to_string() + &plat("amd64", "") + "}";
+        let index = format!(r#"{{"schemaVersion":2,"manifests":[{arm_entry},{amd_entry}]}}"#);
+        let (index_digest, index_desc) = put(
+            &dir,
+            "application/vnd.oci.image.index.v1+json",
+            index.as_bytes(),
+            "",
+        );
+        let tag =
+            |t: &str| format!(r#","annotations":{{"org.opencontainers.image.ref.name":"{t}"}}"#);
+        let top = format!(
+            r#"{{"schemaVersion":2,"manifests":[{},{}]}}"#,
+            index_desc.trim_end_matches('}').to_string() + &tag("multi") + "}",
+            amd_desc.trim_end_matches('}').to_string() + &tag("single") + "}",
+        );
+        fs::write(dir.join("index.json"), top).unwrap();
+
+        let amd64 = Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        };
+        let arm64 = Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        };
+        let r = |p: &Platform, reference: &str| {
+            OciLayout::open(&dir, p.clone())
+                .unwrap()
+                .resolve(&ImageRef::parse(reference).unwrap())
+        };
+        let got = r(&amd64, "registry.test/drv:multi").unwrap();
+        assert_eq!(
+            (got.digest.as_str(), got.index_digest.as_deref()),
+            (amd.as_str(), Some(index_digest.as_str()))
+        );
+        assert_eq!(got.layers.len(), 1);
+        let got = r(&arm64, "registry.test/drv:multi").unwrap();
+        assert_eq!(got.digest, arm);
+        let got = r(&arm64, "registry.test/drv:single").unwrap();
+        assert_eq!(
+            (got.digest.as_str(), got.index_digest),
+            (amd.as_str(), None)
+        );
+        let got = r(&amd64, &format!("registry.test/drv@{amd}")).unwrap();
+        assert_eq!(got.digest, amd);
+        let s390 = Platform {
+            os: "linux".into(),
+            architecture: "s390x".into(),
+            variant: None,
+        };
+        let e = format!("{:#}", r(&s390, "registry.test/drv:multi").unwrap_err());
+        assert!(e.contains("no manifest for linux/s390x"), "{e}");
+        let e = format!("{:#}", r(&amd64, "registry.test/drv:v9").unwrap_err());
+        assert!(e.contains("it has the tags [multi, single]"), "{e}");
+        // A manifest whose bytes do not match its digest is refused.
+        fs::write(
+            dir.join("blobs/sha256").join(digest_hex(&amd).unwrap()),
+            b"{\"schemaVersion\":2}",
+        )
+        .unwrap();
+        let e = r(&amd64, "registry.test/drv:single").unwrap_err();
+        assert!(
+            matches!(
+                e.downcast_ref::<RegistryError>(),
+                Some(RegistryError::DigestMismatch { .. })
+            ),
+            "{e:#}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn digest_must_be_sha256_hex() {
         assert!(digest_hex(&format!("sha256:{}", "a".repeat(64))).is_ok());
