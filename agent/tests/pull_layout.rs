@@ -11,6 +11,9 @@
 use std::fs;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
+use std::process::Command;
+
+use kmm_day1_tests::require_tool;
 
 mod pull_common;
 use pull_common::*;
@@ -340,4 +343,42 @@ fn no_configs_is_nothing_to_do() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing to pull"), "{}", stderr(&out));
     assert!(!node.store.exists(), "no store is created for nothing");
+}
+
+#[test]
+fn zstd_and_zstd_chunked_layers_from_skopeo() {
+    if !tools() || !require_tool("skopeo") {
+        return;
+    }
+    let Some((kver, modules)) = kernel_tree() else {
+        return;
+    };
+    let work = Scratch::new("zstd");
+    let img = build_image(&work.0, &modules, &kver, "v1");
+    for format in ["zstd", "zstd:chunked"] {
+        let dest = work.0.join(format.replace(':', "-"));
+        run(Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet"])
+            .arg(format!("--dest-compress-format={format}"))
+            .arg("--dest-compress")
+            .arg(format!("oci:{}:v1", img.layout.display()))
+            .arg(format!("oci:{}:v1", dest.display())));
+        let digest = manifest_digest(&dest, "v1");
+        let m: serde_json::Value = serde_json::from_slice(
+            &fs::read(dest.join("blobs/sha256").join(&digest[7..])).unwrap(),
+        )
+        .unwrap();
+        for l in m["layers"].as_array().unwrap() {
+            assert_eq!(
+                l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+                "{format}"
+            );
+        }
+        let node = Node::new(&dest.join("node"), CONFIG);
+        let out = node.pull(&kver, &dest, None);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        let mut got = snapshot(&node.kdir(&kver).join(format!("sha256-{}", &digest[7..])));
+        got.remove("meta.json");
+        assert_eq!(got, expected_tree(&img.rootfs, &kver), "{format}");
+    }
 }
