@@ -3,7 +3,7 @@
 //!
 //! Every field is either mapped, warned about (named, with why it cannot be
 //! honoured at first boot), or refused when ignoring it would change what is
-//! loaded. Nothing is dropped silently. The table is in docs/generator.md.
+//! loaded. Nothing is dropped silently. The table is in docs/kmm.md.
 
 use std::collections::BTreeMap;
 
