@@ -314,12 +314,7 @@ impl Registry {
 
     /// A blob's bytes as stored by the registry.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.storage()
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
+        blob_path_in(&self.storage())(digest)
     }
 
     /// A scratch directory that lives as long as the registry.
@@ -461,6 +456,19 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where a registry with storage root `storage` keeps a blob's bytes, as a
+/// function a server thread can own without holding the [`Registry`].
+pub fn blob_path_in(storage: &Path) -> impl Fn(&str) -> PathBuf + Send + Sync + 'static {
+    let blobs = storage.join("docker/registry/v2/blobs/sha256");
+    move |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        blobs
+            .join(hex.get(..2).unwrap_or_default())
+            .join(hex)
+            .join("data")
     }
 }
 

@@ -682,13 +682,13 @@ fn blob_redirect_to_another_host_drops_authorization() {
         return;
     }
     let (user, pass) = ("kmm", "redirect-pw");
-    let reg = Arc::new(
-        treg::Registry::start(Setup {
-            htpasswd: Some((user.into(), pass.into())),
-            ..Setup::default()
-        })
-        .unwrap(),
-    );
+    // Owned by the test alone (no server thread holds it), so it is killed
+    // when the test ends, whatever the threads are doing.
+    let reg = treg::Registry::start(Setup {
+        htpasswd: Some((user.into(), pass.into())),
+        ..Setup::default()
+    })
+    .unwrap();
     let pushed = reg
         .push_as(
             &test_image("redirect"),
@@ -701,7 +701,7 @@ fn blob_redirect_to_another_host_drops_authorization() {
     // The "CDN": serves blobs from the registry's storage, on another host
     // name (`localhost`), and records the headers it got.
     let cdn_seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
-    let (r2, seen2) = (reg.clone(), cdn_seen.clone());
+    let (blob_path, seen2) = (treg::blob_path_in(&reg.storage()), cdn_seen.clone());
     let cdn = Loopback::start(move |mut conn| {
         let (line, headers) = read_request(&conn);
         if line.is_empty() {
@@ -713,7 +713,7 @@ fn blob_redirect_to_another_host_drops_authorization() {
             .find(|p| p.starts_with("sha256:"))
             .unwrap_or_default()
             .to_string();
-        let data = std::fs::read(r2.blob_path(&digest)).unwrap_or_default();
+        let data = std::fs::read(blob_path(&digest)).unwrap_or_default();
         let _ = write!(
             conn,
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
