@@ -18,9 +18,34 @@ pub struct Encoded {
     pub compression: Option<&'static str>,
 }
 
+/// Inputs at least this large are remembered by [`data_url`]: the agent is
+/// encoded once per run, not once per document and output (zopfli takes
+/// seconds on it); config files are too small to matter.
+const MEMO_MIN: usize = 64 * 1024;
+
+/// The large inputs encoded so far in this process, with their encoding.
+static MEMO: std::sync::Mutex<Vec<(Vec<u8>, bool, Encoded)>> = std::sync::Mutex::new(Vec::new());
+
 /// The smallest encoding of `data`; gzip only when `compress` (OpenShift
 /// 4.10+ accept `compression: gzip`) and only when strictly smaller.
 pub fn data_url(data: &[u8], compress: bool) -> Encoded {
+    if data.len() < MEMO_MIN {
+        return encode(data, compress);
+    }
+    // A poisoned lock only means another thread panicked mid-push; the
+    // entries are still whole, so keep using them.
+    let mut memo = MEMO
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, e)) = memo.iter().find(|(d, c, _)| *c == compress && d == data) {
+        return e.clone();
+    }
+    let e = encode(data, compress);
+    memo.push((data.to_vec(), compress, e.clone()));
+    e
+}
+
+fn encode(data: &[u8], compress: bool) -> Encoded {
     // Lengths first: building the plain form of a 2 MB binary only to
     // throw it away costs more than everything else.
     let plain_len = "data:,".len()
@@ -194,6 +219,23 @@ mod tests {
         let e = data_url(&rep, false);
         assert_eq!(e.compression, None, "--no-compress never gzips");
         assert_eq!(decode(&e), rep);
+    }
+
+    #[test]
+    fn large_inputs_are_encoded_once_and_the_same() {
+        let big: Vec<u8> = (0..MEMO_MIN * 2).map(|i| (i % 7) as u8).collect();
+        for compress in [true, false] {
+            let a = data_url(&big, compress);
+            assert_eq!(a, encode(&big, compress));
+            assert_eq!(data_url(&big, compress), a);
+        }
+        let memo = MEMO.lock().unwrap();
+        assert_eq!(memo.iter().filter(|(d, _, _)| *d == big).count(), 2);
+        drop(memo);
+        // Same length, other bytes: not taken from the memo.
+        let mut other = big.clone();
+        other[0] = 255;
+        assert_ne!(data_url(&other, true), data_url(&big, true));
     }
 
     #[test]
