@@ -480,7 +480,7 @@ impl Extractor {
                     if ft.is_dir() {
                         stack.push(child);
                     } else if ft.is_symlink()
-                        && resolve_inside(&self.dest.join(&root), &child, 0).is_none()
+                        && resolve_inside(&self.dest.join(&root), &child, &mut 40).is_none()
                     {
                         bad.push(child);
                     }
@@ -501,12 +501,13 @@ impl Extractor {
 }
 
 /// Resolve the symlink at `root/link` lexically, expanding symlinks found
-/// on the way; `None` when it leaves `root` (or loops). The result need not
-/// exist: a dangling link inside the tree is harmless.
-fn resolve_inside(root: &Path, link: &Path, depth: u32) -> Option<Vec<OsString>> {
-    if depth > 40 {
-        return None;
-    }
+/// on the way; `None` when it leaves `root`, or needs more than 40 link
+/// expansions in all (the kernel's MAXSYMLINKS: such a link is unusable
+/// anyway, and the total bound keeps `a -> b/b`, `b -> c/c`… from costing
+/// 2^n). The result need not exist: a dangling link inside the tree is
+/// harmless.
+fn resolve_inside(root: &Path, link: &Path, budget: &mut u32) -> Option<Vec<OsString>> {
+    *budget = budget.checked_sub(1)?;
     let target = fs::read_link(root.join(link)).ok()?;
     if target.is_absolute() {
         return None;
@@ -522,7 +523,7 @@ fn resolve_inside(root: &Path, link: &Path, depth: u32) -> Option<Vec<OsString>>
             stack.push(c.to_os_string());
             let here: PathBuf = stack.iter().collect();
             if fs::symlink_metadata(root.join(&here)).is_ok_and(|m| m.file_type().is_symlink()) {
-                stack = resolve_inside(root, &here, depth + 1)?;
+                stack = resolve_inside(root, &here, budget)?;
             }
         }
     }

@@ -227,6 +227,32 @@ fn links_that_escape_are_skipped_and_inside_links_kept() {
 }
 
 #[test]
+fn link_chains_are_bounded() {
+    let s = Scratch::new("chain");
+    let mut l = Layer::new();
+    l.symlink(&format!("{K}/l0"), ".");
+    // l{i} -> l{i-1}/l{i-1}: 2^i expansions without a total bound.
+    for i in 1..=60 {
+        l.symlink(&format!("{K}/l{i}"), &format!("l{}/l{}", i - 1, i - 1));
+    }
+    l.symlink(&format!("{K}/ok"), "l3");
+    let t = std::time::Instant::now();
+    let sum = run(&s, &[l.bytes()]).unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    let m = s.dest().join("lib/modules/6.1.0-1-amd64");
+    // l5 needs 1+2+4+8+16+32 = 63 > 40 expansions: removed, as the kernel
+    // would refuse it (ELOOP); l4 needs 31 and stays.
+    assert!(fs::symlink_metadata(m.join("l4")).is_ok());
+    assert!(fs::symlink_metadata(m.join("l5")).is_err());
+    assert!(fs::symlink_metadata(m.join("ok")).is_ok());
+    assert_eq!(sum.skipped.len(), 56, "l5..l60");
+}
+
+#[test]
 fn never_writes_through_a_symlink() {
     let s = Scratch::new("through");
     let victim = s.0.join("victim");
