@@ -54,8 +54,14 @@ fn kubectl_discovers_and_runs_the_plugin() {
         list.stdout_str(),
         list.stderr
     );
+    // kubectl warns about plugins it cannot run (not executable, bad
+    // name); one installed elsewhere on PATH would be warned about as
+    // overshadowed, which is not ours to fail on.
     assert!(
-        !list.stderr.contains("warning"),
+        !list
+            .stderr
+            .lines()
+            .any(|l| l.contains("warning") && l.contains(dir.to_str().unwrap())),
         "kubectl warns about the plugin: {}",
         list.stderr
     );
