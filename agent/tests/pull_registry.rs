@@ -26,9 +26,24 @@ fn push_layout(
     repo_tag: &str,
     creds: Option<(&str, &str)>,
 ) -> String {
+    push_layout_as(reg, layout, tag, repo_tag, creds, None)
+}
+
+/// As `push_layout`, converting the manifest (`--format v2s2`).
+fn push_layout_as(
+    reg: &Registry,
+    layout: &Path,
+    tag: &str,
+    repo_tag: &str,
+    creds: Option<(&str, &str)>,
+    format: Option<&str>,
+) -> String {
     let digest_file = layout.with_extension("digest");
     let mut cmd = Command::new("skopeo");
     cmd.args(["--insecure-policy", "copy", "--quiet"]);
+    if let Some(f) = format {
+        cmd.args(["--format", f]);
+    }
     match reg.certs_dir() {
         Some(d) => cmd.arg(format!("--dest-cert-dir={}", d.join(reg.host()).display())),
         None => cmd.arg("--dest-tls-verify=false"),
@@ -151,6 +166,39 @@ fn a_corrupted_blob_publishes_nothing() {
     let l2hex = l2.trim_start_matches("sha256:");
     let blobs = node.store.join("blobs/sha256");
     assert!(!blobs.join(l2hex).exists() && !blobs.join(format!("{l2hex}.partial")).exists());
+}
+
+#[test]
+fn docker_schema2_images_pull_like_oci_ones() {
+    let Some((kver, modules)) = ready() else {
+        return;
+    };
+    let reg = Registry::start(Setup::default()).unwrap();
+    let work = Scratch::new("reg-v2s2");
+    let img = build_image(&work.0, &modules, &kver, "v1");
+    let digest = push_layout_as(&reg, &img.layout, "v1", "acme/drv:v1", None, Some("v2s2"));
+    let node = Node::new(
+        &work.0,
+        &format!(
+            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+             [pull]\ninsecure = true\n",
+            reg.host()
+        ),
+    );
+    let out = node.pull_registry(&kver);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hex = digest.trim_start_matches("sha256:");
+    let tree = node.kdir(&kver).join(format!("sha256-{hex}"));
+    let mut got = snapshot(&tree);
+    got.remove("meta.json");
+    assert_eq!(got, expected_tree(&img.rootfs, &kver));
+    // It really was a Docker manifest with Docker layer types.
+    let stored = fs::read_to_string(reg.blob_path(&digest)).unwrap();
+    assert!(
+        stored.contains("application/vnd.docker.distribution.manifest.v2+json")
+            && stored.contains("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+        "{stored}"
+    );
 }
 
 /// A TCP forwarder to `upstream` that sends responses at about 1.6 MB/s,
