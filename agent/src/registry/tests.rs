@@ -4,10 +4,10 @@
 //! the test needs to see or bend the traffic (token server, CDN redirector,
 //! CONNECT proxy).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -979,4 +979,174 @@ fn oversized_manifests_are_refused_before_parsing() {
             "{e:#}"
         );
     }
+}
+
+/// Forward one request (already read) to the registry on `port`, with
+/// `headers` as given, and copy its answer back.
+fn forward(conn: &TcpStream, line: &str, headers: &[String], port: u16) -> TcpStream {
+    let mut upstream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut head = format!("{line}\r\n");
+    for h in headers {
+        head.push_str(&format!("{h}\r\n"));
+    }
+    head.push_str("\r\n");
+    upstream.write_all(head.as_bytes()).unwrap();
+    let _ = conn;
+    upstream
+}
+
+#[test]
+fn server_errors_are_retried_and_client_errors_are_not() {
+    if !treg::tools_available() {
+        return;
+    }
+    let reg = treg::Registry::start(Setup::default()).unwrap();
+    let pushed = reg.push(&test_image("5xx"), "drv:1", Format::Oci).unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let (n2, port) = (requests.clone(), reg.port);
+    let front = Loopback::start(move |mut conn| {
+        let (line, headers) = read_request(&conn);
+        if line.is_empty() {
+            return;
+        }
+        match n2.fetch_add(1, Ordering::SeqCst) {
+            0 => {
+                let _ = conn
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+            }
+            1 => {
+                let _ =
+                    conn.write_all(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n");
+            }
+            _ => {
+                let upstream = forward(&conn, &line, &headers, port);
+                splice(conn, upstream);
+            }
+        }
+    });
+    let dir = TempDir::new("reg-5xx").unwrap();
+    let host = format!("127.0.0.1:{}", front.port);
+    let mut opts = options(dir.path(), 30);
+    opts.insecure = true;
+    let mut c = client(opts);
+    let img = c.resolve(&image_ref(&format!("{host}/drv:1"))).unwrap();
+    assert_eq!(img.digest, pushed);
+    // 503, 429, then the manifest (the TLS probe that found plain HTTP is not counted).
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    let before = requests.load(Ordering::SeqCst);
+    let e = c.resolve(&image_ref(&format!("{host}/drv:2"))).unwrap_err();
+    assert!(
+        matches!(registry_error(&e), RegistryError::NotFound { .. }),
+        "{e:#}"
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        before + 1,
+        "a 404 is not retried"
+    );
+}
+
+#[test]
+fn a_blob_cut_off_mid_body_resumes_and_a_server_ignoring_range_is_handled() {
+    if !treg::tools_available() {
+        return;
+    }
+    // xorshift64: bytes gzip cannot shrink, so the layer is ~400 KB.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..400_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let reg = treg::Registry::start(Setup::default()).unwrap();
+    let image = Image::new().file("opt/lib/modules/6.1.0-test/extra/big.ko", &big);
+    let pushed = reg.push(&image, "drv:big", Format::Oci).unwrap();
+    let blob_requests: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let ignore_range = Arc::new(AtomicBool::new(false));
+    let (seen, ignore, port) = (blob_requests.clone(), ignore_range.clone(), reg.port);
+    let front = Loopback::start(move |mut conn| {
+        let (line, mut headers) = read_request(&conn);
+        if line.is_empty() {
+            return;
+        }
+        if !line.contains("/blobs/") {
+            let upstream = forward(&conn, &line, &headers, port);
+            splice(conn, upstream);
+            return;
+        }
+        let range = headers
+            .iter()
+            .find(|h| h.to_ascii_lowercase().starts_with("range:"))
+            .cloned();
+        let first = {
+            let mut s = seen.lock().unwrap();
+            s.push(range);
+            s.len() == 1
+        };
+        if ignore.load(Ordering::SeqCst) {
+            headers.retain(|h| !h.to_ascii_lowercase().starts_with("range:"));
+        }
+        let mut upstream = forward(&conn, &line, &headers, port);
+        if first {
+            // Pass the head and 100,000 bytes of the body, then drop the connection.
+            let mut buf = vec![0u8; 4096];
+            let mut body = 0usize;
+            let mut head_done = false;
+            let mut head = Vec::new();
+            while body < 100_000 {
+                let n = upstream.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                let mut chunk = &buf[..n];
+                if !head_done {
+                    head.extend_from_slice(chunk);
+                    if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head_done = true;
+                        let _ = conn.write_all(&head[..i + 4]);
+                        let rest = head[i + 4..].to_vec();
+                        body += rest.len();
+                        let _ = conn.write_all(&rest);
+                    }
+                    continue;
+                }
+                let room = 100_000 - body;
+                chunk = &chunk[..chunk.len().min(room)];
+                body += chunk.len();
+                let _ = conn.write_all(chunk);
+            }
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        splice(conn, upstream);
+    });
+    let dir = TempDir::new("reg-resume").unwrap();
+    let host = format!("127.0.0.1:{}", front.port);
+    let mut opts = options(dir.path(), 30);
+    opts.insecure = true;
+    let mut c = client(opts);
+    let img = c.resolve(&image_ref(&format!("{host}/drv:big"))).unwrap();
+    assert_eq!(img.digest, pushed);
+    let layer = img.layers[0].clone();
+    assert!(layer.size > 300_000, "{}", layer.size);
+    // Cut at 100,000 bytes: the client asks for the rest with Range.
+    let bytes = blob(&mut c, &img, &layer, 0);
+    assert_eq!(sha256_digest(&bytes), layer.digest);
+    {
+        let seen = blob_requests.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(seen[0], None);
+        assert_eq!(seen[1].as_deref(), Some("Range: bytes=100000-"));
+    }
+    // A server that ignores Range: the bytes before the offset are dropped,
+    // so what the caller gets still starts at its offset.
+    ignore_range.store(true, Ordering::SeqCst);
+    blob_requests.lock().unwrap().clear();
+    // (The first answer is cut again, before the offset: a second full answer follows.)
+    let tail = blob(&mut c, &img, &layer, 250_000);
+    assert_eq!(tail, bytes[250_000..]);
+    assert_eq!(blob_requests.lock().unwrap().len(), 2);
 }
