@@ -28,21 +28,21 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if several {
         if matches!(args.format, Format::Ignition | Format::Config) {
             bail!(
-                "--format {} writes one config, but the input has {} documents: split the file, or use --format machineconfig or butane (one per document) or disruption-policy (one for all)",
+                "--format {} writes one config, but the input has {} objects: split the file, or use --format machineconfig or butane (one per object) or disruption-policy (one for all)",
                 format_name(args.format),
                 all.len()
             );
         }
         if args.mc_name.is_some() {
             bail!(
-                "--mc-name names one MachineConfig, but the input has {} documents; drop --mc-name",
+                "--mc-name names one MachineConfig, but the input has {} objects; drop --mc-name",
                 all.len()
             );
         }
         let mut seen = std::collections::BTreeSet::new();
         for l in &all {
             if !seen.insert(l.name.as_str()) {
-                bail!("two documents map to the config name `{}` (/etc/kmm-day1/{}.toml): give them distinct metadata.name", l.name, l.name);
+                bail!("two objects map to the config name `{}` (/etc/kmm-day1/{}.toml): give them distinct metadata.name", l.name, l.name);
             }
         }
     }
@@ -56,7 +56,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         for d in &docs {
             if let Some(n) = &d.mc_name {
                 if !names.insert(n.as_str()) {
-                    bail!("two documents map to the MachineConfig name `{n}`: give them distinct machineConfigName or metadata.name");
+                    bail!("two objects map to the MachineConfig name `{n}`: give them distinct machineConfigName or metadata.name");
                 }
             }
         }

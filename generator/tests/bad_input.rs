@@ -259,7 +259,7 @@ fn duplicate_names_in_a_stream() {
         .one_line_error()
         .to_string();
     assert!(
-        line.contains("two documents map to the config name `b`"),
+        line.contains("two objects map to the config name `b`"),
         "{line}"
     );
     let other = BMC.replace("{name: b}", "{name: c}");
@@ -267,7 +267,7 @@ fn duplicate_names_in_a_stream() {
         .one_line_error()
         .to_string();
     assert!(
-        line.contains("two documents map to the MachineConfig name `99-worker-b`"),
+        line.contains("two objects map to the MachineConfig name `99-worker-b`"),
         "{line}"
     );
 }

@@ -362,7 +362,7 @@ fn multi_document_refusals_for_single_config_formats_and_flags() {
         let line = generate_multi(format, &[]).one_line_error().to_string();
         assert!(
             line.contains(&format!(
-                "--format {format} writes one config, but the input has 2 documents"
+                "--format {format} writes one config, but the input has 2 objects"
             )),
             "{line}"
         );
@@ -371,10 +371,7 @@ fn multi_document_refusals_for_single_config_formats_and_flags() {
         let line = generate_multi("machineconfig", &[flag, val])
             .one_line_error()
             .to_string();
-        assert!(
-            line.contains(flag) && line.contains("2 documents"),
-            "{line}"
-        );
+        assert!(line.contains(flag) && line.contains("2 objects"), "{line}");
     }
 }
 
@@ -501,4 +498,62 @@ fn machineconfig_verb_refuses_other_formats() {
     .one_line_error()
     .to_string();
     assert!(line.contains("use `generate --format butane`"), "{line}");
+}
+
+/// What `oc get bmc,module -o yaml` prints: a `List` whose items carry the
+/// server's metadata and status. It gives the same MachineConfigs as the
+/// same objects in a `---` stream; an error names the item.
+#[test]
+fn a_list_from_oc_get_is_its_items() {
+    let dir = util::scratch("list");
+    let text = std::fs::read_to_string(root().join(MULTI_DOC)).unwrap();
+    let items: Vec<serde_json::Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .map(|mut v: serde_json::Value| {
+            let m = v["metadata"].as_object_mut().unwrap();
+            m.insert("uid".into(), "0b4c7c3e-1111-2222-3333-444455556666".into());
+            m.insert("resourceVersion".into(), "12345".into());
+            m.insert("generation".into(), 1.into());
+            m.insert(
+                "managedFields".into(),
+                serde_json::json!([{"manager": "oc"}]),
+            );
+            v["status"] = serde_json::json!({"configStatus": "done"});
+            v
+        })
+        .collect();
+    let list = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": {"resourceVersion": ""},
+        "items": items,
+    });
+    let f = dir.join("list.yaml");
+    std::fs::write(&f, serde_norway::to_string(&list).unwrap()).unwrap();
+    let out = kmm_day1(&[
+        "generate",
+        "--from-module",
+        f.to_str().unwrap(),
+        "--agent",
+        FAKE_AGENT,
+    ]);
+    assert_eq!(out.ok(), generate_multi("machineconfig", &[]).ok());
+    // The second item broken: the error says which.
+    let mut broken = list.clone();
+    broken["items"][1]["kind"] = "Deployment".into();
+    std::fs::write(&f, serde_norway::to_string(&broken).unwrap()).unwrap();
+    let line = kmm_day1(&[
+        "generate",
+        "--from-module",
+        f.to_str().unwrap(),
+        "--agent",
+        FAKE_AGENT,
+    ])
+    .one_line_error()
+    .to_string();
+    assert!(
+        line.contains("list.yaml: items[1]: kind `Deployment` is not supported"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,7 @@
 //! `--from-module FILE`: a stream of Kubernetes manifests (`---` separated),
-//! each dispatched on its kind. Each document becomes one node config, and
-//! so one MachineConfig.
+//! each dispatched on its kind. Each object becomes one node config, and so
+//! one MachineConfig. A `List` (what `oc get bmc -o yaml` prints) or a
+//! `<Kind>List` stands for its `items`.
 
 use std::path::Path;
 
@@ -13,33 +14,43 @@ use super::{boot_module_config, module_cr, Loaded};
 /// What `--from-module` accepts, for messages.
 const ACCEPTED: &str = "Module or BootModuleConfig (kmm.sigs.x-k8s.io/v1beta1)";
 
-pub fn load(path: &Path, name: Option<&str>) -> Result<Vec<Loaded>> {
+/// Each object's node config, with where it came from (`FILE[: document i
+/// of n][: items[j]]`) for later messages.
+pub fn load(path: &Path, name: Option<&str>) -> Result<Vec<(String, Loaded)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --from-module {}", path.display()))?;
     let docs = documents(&text).with_context(|| format!("{}", path.display()))?;
     let n = docs.len();
-    if n > 1 && name.is_some() {
+    let objects = objects(&docs).with_context(|| format!("{}", path.display()))?;
+    if objects.len() > 1 && name.is_some() {
         bail!(
-            "{}: --name names one config, but the file has {n} documents; drop --name (each document's metadata.name names its config)",
-            path.display()
+            "{}: --name names one config, but the file has {} objects; drop --name (each object's metadata.name names its config)",
+            path.display(),
+            objects.len()
         );
     }
-    let mut out = Vec::with_capacity(n);
-    for (i, doc) in docs.iter().enumerate() {
-        // Errors and warnings say which document when there are several
-        // (counted from 1, empty documents not counted).
-        let at = if n > 1 {
-            format!("{}: document {} of {n}", path.display(), i + 1)
-        } else {
-            path.display().to_string()
-        };
-        let mut loaded = one(doc, name).with_context(|| at.clone())?;
+    if objects.is_empty() {
+        bail!("{}: the List has no items", path.display());
+    }
+    let several = objects.len() > 1;
+    let mut out = Vec::with_capacity(objects.len());
+    for (doc_index, item, obj) in objects {
+        // Errors and warnings say which document (counted from 1, empty
+        // documents not counted) and which List item, when there are several.
+        let mut at = path.display().to_string();
         if n > 1 {
+            at += &format!(": document {} of {n}", doc_index + 1);
+        }
+        if let Some(j) = item {
+            at += &format!(": items[{j}]");
+        }
+        let mut loaded = one(obj, name).with_context(|| at.clone())?;
+        if several {
             for w in &mut loaded.warnings {
                 *w = format!("{at} ({}): {w}", loaded.name);
             }
         }
-        out.push(loaded);
+        out.push((at, loaded));
     }
     Ok(out)
 }
@@ -61,6 +72,25 @@ fn one(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         "" => bail!("not a Kubernetes object (no `kind`); accepted: {ACCEPTED}"),
         other => bail!("kind `{other}` is not supported; accepted: {ACCEPTED}"),
     }
+}
+
+/// The objects of the documents: each document, or each item of a list
+/// document, with the document's index and the item's.
+fn objects(docs: &[Value]) -> Result<Vec<(usize, Option<usize>, &Value)>> {
+    let mut out = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if kind == "List" || (kind.ends_with("List") && doc.get("items").is_some()) {
+            let items = doc
+                .get("items")
+                .and_then(Value::as_array)
+                .with_context(|| format!("document {}: a {kind} without an `items` list", i + 1))?;
+            out.extend(items.iter().enumerate().map(|(j, v)| (i, Some(j), v)));
+        } else {
+            out.push((i, None, doc));
+        }
+    }
+    Ok(out)
 }
 
 /// The YAML documents of `text`; empty ones (after a leading `---`, or

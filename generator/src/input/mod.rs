@@ -40,22 +40,11 @@ pub fn load(args: &GenerateArgs) -> Result<Vec<Loaded>> {
     if let Some(path) = &args.config {
         Ok(vec![node_toml::load(path, args.name.as_deref())?])
     } else if let Some(path) = &args.from_module {
-        let all = manifest::load(path, args.name.as_deref())?;
-        let n = all.len();
-        all.into_iter()
-            .enumerate()
-            .map(|(i, mut loaded)| {
+        manifest::load(path, args.name.as_deref())?
+            .into_iter()
+            .map(|(at, mut loaded)| {
                 flags::apply_pull_flags(args, &mut loaded.config);
-                let what = if n > 1 {
-                    format!(
-                        "{}: document {} of {n}: the node config mapped from it",
-                        path.display(),
-                        i + 1
-                    )
-                } else {
-                    format!("{}: the node config mapped from it", path.display())
-                };
-                finish(loaded, &what)
+                finish(loaded, &format!("{at}: the node config mapped from it"))
             })
             .collect()
     } else {
