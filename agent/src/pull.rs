@@ -476,7 +476,17 @@ fn check_tree(
                 }
             );
         };
-        for file in std::iter::once(path).chain(needs.iter()) {
+        let files: Vec<&String> = std::iter::once(path).chain(needs.iter()).collect();
+        // `replace` loads what modules.dep names: it must stay in the tree.
+        if let Some(bad) = files
+            .iter()
+            .find(|f| f.starts_with('/') || f.split('/').any(|c| c == ".."))
+        {
+            bail!(
+                "{reference}: {where_}/modules.dep names `{bad}`, outside the module tree: rebuild it with `depmod -b`"
+            );
+        }
+        for file in files {
             let f = mdir.join(file);
             if !f.is_file() {
                 bail!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
@@ -516,6 +526,38 @@ fn module_name(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modules_dep_paths_must_stay_in_the_tree() {
+        let tree = std::env::temp_dir().join(format!("kmm-day1-checktree-{}", std::process::id()));
+        let k = "6.1.0-1-amd64";
+        let mdir = tree.join("lib/modules").join(k);
+        fs::create_dir_all(&mdir).unwrap();
+        let cfg = NodeConfig::new("registry.test/drv:1", vec!["sfc".into()]);
+        let seen = BTreeSet::new();
+        for (dep, why) in [
+            ("/lib/modules/x/sfc.ko:\n", "outside the module tree"),
+            (
+                "extra/sfc.ko: ../../../../etc/shadow\n",
+                "outside the module tree",
+            ),
+            ("extra/sfc.ko:\n", "missing from the image"),
+            ("extra/other.ko:\n", "module `sfc` is not in"),
+        ] {
+            fs::write(mdir.join("modules.dep"), dep).unwrap();
+            let e = format!(
+                "{:#}",
+                check_tree(&tree, &cfg, k, "drv", &seen).unwrap_err()
+            );
+            assert!(e.contains(why), "{dep}: {e}");
+        }
+        let e = format!(
+            "{:#}",
+            check_tree(&tree, &cfg, "6.1.0-2-amd64", "drv", &seen).unwrap_err()
+        );
+        assert!(e.contains("no kernel at all under /opt/lib/modules"), "{e}");
+        fs::remove_dir_all(&tree).unwrap();
+    }
 
     #[test]
     fn modules_dep_names() {
