@@ -82,7 +82,8 @@ fn syncfs(path: &Path) -> Result<()> {
 
 /// Leftovers of a crashed run, removed under the store lock before anything
 /// else: temp trees, `current.tmp`, `.*.tmp` state files, and trees without
-/// `meta.json`. Partial blobs stay: the next download resumes from them.
+/// `meta.json`. Partial blobs stay, as the next download resumes from them,
+/// unless untouched for a week: then no pull is coming back for them.
 pub fn clean_stale(store: &Store) -> Result<()> {
     let Ok(configs) = fs::read_dir(&store.root) else {
         return Ok(());
@@ -114,8 +115,14 @@ pub fn clean_stale(store: &Store) -> Result<()> {
         }
     }
     if let Ok(blobs) = fs::read_dir(store.blobs_dir()) {
+        let week_ago = SystemTime::now() - std::time::Duration::from_secs(7 * 86_400);
         for b in blobs.flatten() {
-            if is_temp(&b.file_name().to_string_lossy()) {
+            let name = b.file_name().to_string_lossy().into_owned();
+            let abandoned = name.ends_with(".partial")
+                && b.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < week_ago);
+            if is_temp(&name) || abandoned {
                 remove(&b.path())?;
             }
         }
@@ -263,7 +270,12 @@ mod tests {
         std::os::unix::fs::symlink("x", kdir.join("current.tmp")).unwrap();
         fs::create_dir_all(store.blobs_dir()).unwrap();
         fs::write(store.blobs_dir().join("ab.partial"), "p").unwrap();
+        let old = File::create(store.blobs_dir().join("cd.partial")).unwrap();
+        old.set_modified(SystemTime::now() - std::time::Duration::from_secs(8 * 86_400))
+            .unwrap();
+        drop(old);
         clean_stale(&store).unwrap();
+        assert!(!store.blobs_dir().join("cd.partial").exists());
         let mut after: Vec<_> = fs::read_dir(&kdir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
