@@ -132,23 +132,30 @@ kmt_json() {
     tr -d '\n' 2>/dev/null <"$1" | sed -n "s/.*\"$2\" *: *\"\\([^\"]*\\)\".*/\\1/p"
 }
 
-# kmt_run DESC CMD…: CMD must succeed; its output (stdout and stderr) is
-# shown on the console and kept in $KMT_OUT.
+# Runs CMD with its output (stdout and stderr) shown on the console as it
+# comes (so a hang is visible in the serial log) and kept in $KMT_OUT; sets
+# KMT_RC.
+kmt_capture() {
+    { "$@" 2>&1; echo $? >/tmp/.kmt_rc; } | tee /tmp/.kmt_out | sed 's/^/    | /'
+    KMT_RC=$(cat /tmp/.kmt_rc)
+    # shellcheck disable=SC2034 # read by the scenarios
+    KMT_OUT=$(cat /tmp/.kmt_out)
+}
+
+# kmt_run DESC CMD…: CMD must succeed (output as kmt_capture).
 kmt_run() {
-    local desc=$1 rc=0
+    local desc=$1
     shift
-    KMT_OUT=$("$@" 2>&1) || rc=$?
-    printf '%s\n' "$KMT_OUT" | sed 's/^/    | /'
-    if [ $rc = 0 ]; then kmt_pass "$desc"; else kmt_fail "$desc (exit $rc: $*)"; fi
+    kmt_capture "$@"
+    if [ "$KMT_RC" = 0 ]; then kmt_pass "$desc"; else kmt_fail "$desc (exit $KMT_RC: $*)"; fi
 }
 
 # kmt_run_fails DESC CMD…: like kmt_run, but CMD must fail.
 kmt_run_fails() {
-    local desc=$1 rc=0
+    local desc=$1
     shift
-    KMT_OUT=$("$@" 2>&1) || rc=$?
-    printf '%s\n' "$KMT_OUT" | sed 's/^/    | /'
-    if [ $rc != 0 ]; then kmt_pass "$desc (exit $rc)"; else kmt_fail "$desc (succeeded: $*)"; fi
+    kmt_capture "$@"
+    if [ "$KMT_RC" != 0 ]; then kmt_pass "$desc (exit $KMT_RC)"; else kmt_fail "$desc (succeeded: $*)"; fi
 }
 
 # kmt_before DESC FIRST SECOND TEXT: a line of TEXT matching FIRST comes

@@ -46,7 +46,17 @@ run_scenario() {
     log "$name: starting"
     # The scenario's host part runs in a subshell so its settings and
     # functions do not leak into the next scenario; it reports through files.
-    (run_scenario_inner "$name" "$sdir" "$dir") || true
+    # errexit holds inside it (it would not in a `|| …` list), so a failing
+    # step of a scenario's preparation stops the scenario instead of booting
+    # a guest with half its files.
+    set +e
+    (
+        set -e
+        run_scenario_inner "$name" "$sdir" "$dir"
+    )
+    local rc=$?
+    set -e
+    ((rc == 0)) || [[ -s $dir/serial.log ]] || log "$name: failed before the guest booted (exit $rc; see above)"
     read -r RESULT BOOTS WALL <"$dir/result" 2>/dev/null || { RESULT=fail BOOTS='?' WALL='?'; }
     BOOT_TIMES=$(sed -n 's/^.*kmmtest: boot: .* reached at \([0-9.]*\)s.*$/\1/p' "$dir/serial.log" 2>/dev/null | tr '\n' ' ')
     if [[ $RESULT == fail ]]; then
@@ -89,7 +99,7 @@ run_scenario_inner() {
     fi
 
     if ((SCN_TIER == 2)); then
-        tier2_prepare "$name" "$sdir" "$dir" || { log "$name: preparing the systemd guest failed"; return 1; }
+        tier2_prepare "$name" "$sdir" "$dir"
     else
         {
             echo '#!/bin/busybox sh'
@@ -101,14 +111,14 @@ run_scenario_inner() {
         } >"$dir/root/init"
         chmod 755 "$dir/root/init"
     fi
-    scenario_prepare "$dir/root" "$dir/disk-root" "$dir" || { log "$name: host preparation failed"; return 1; }
+    scenario_prepare "$dir/root" "$dir/disk-root" "$dir"
 
     { make_cpio "$dir/root"; cat "$BASE_INITRD"; } >"$dir/initrd"
     qemu_base_args "$ACCEL" "$dir/initrd" "$dir/serial.log"
     local args=("${QARGS[@]}")
     ((SCN_BOOTS > 1)) || args+=(-no-reboot)
     if ((SCN_TIER == 2)); then
-        qemu-img create -q -f qcow2 -b "$ROOTFS_IMG" -F raw "$dir/disk.qcow2" || return 1
+        qemu-img create -q -f qcow2 -b "$ROOTFS_IMG" -F raw "$dir/disk.qcow2"
         args+=(-drive "file=$dir/disk.qcow2,format=qcow2,if=virtio,cache=unsafe")
     elif ((SCN_DISK_MB > 0)); then
         truncate -s "${SCN_DISK_MB}M" "$dir/disk.img"

@@ -8,12 +8,12 @@ SCN_TIMEOUT=480
 
 scenario_prepare() {
     local root=$1 out=$3 o=$1/opt/kmmtest/overlay
-    registry_start "$out/registry" || return 1
+    registry_start "$out/registry"
     SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$o/opt/kmmtest/expect"
     kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$o/opt/kmmtest/expect/fw_line"
-    oci_image "$out/image-src" "$out/oci" "$RELEASE" || return 1
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest" || return 1
+    oci_image "$out/image-src" "$out/oci" "$RELEASE"
+    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
     cp "$out/digest" "$o/opt/kmmtest/expect/digest"
     cat >"$out/kmmtest.toml" <<TOML
 image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"

@@ -7,12 +7,12 @@ SCN_DISK_MB=64
 
 scenario_prepare() {
     local root=$1 out=$3
-    registry_start "$out/registry" || return 1
+    registry_start "$out/registry"
     SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$root/opt/kmmtest/expect" "$root/etc/kmm-day1"
     kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
-    oci_image "$out/image-src" "$out/oci" "$RELEASE" || return 1
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest" || return 1
+    oci_image "$out/image-src" "$out/oci" "$RELEASE"
+    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
     cp "$out/digest" "$root/opt/kmmtest/expect/digest"
     cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
 image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
