@@ -266,6 +266,19 @@ fn pull_one(
         let msg = format!("no kernel mapping matches kernel {kver}: nothing to pull");
         return Ok(Outcome::simple(PullResult::NoMapping, msg));
     };
+    // A digest-pinned reference already in the store needs no registry: a
+    // node whose registry is down still starts cleanly.
+    if let (Some(pin), Some(meta)) = (&resolved.image.digest, store.current_meta(name, kver)?) {
+        if meta.kernel == kver && (&meta.digest == pin || meta.index_digest.as_ref() == Some(pin)) {
+            return Ok(Outcome {
+                message: format!("{} is up to date ({})", resolved.reference, meta.digest),
+                image: Some(resolved.reference.clone()),
+                digest: Some(meta.digest.clone()),
+                source: Some(meta.source.clone()),
+                ..Outcome::simple(PullResult::UpToDate, String::new())
+            });
+        }
+    }
     notify::status(&format!("{name}: resolving {}", resolved.reference));
     let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
         Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),

@@ -382,3 +382,35 @@ fn zstd_and_zstd_chunked_layers_from_skopeo() {
         assert_eq!(got, expected_tree(&img.rootfs, &kver), "{format}");
     }
 }
+
+#[test]
+fn a_pinned_digest_in_the_store_needs_no_source() {
+    if !tools() {
+        return;
+    }
+    let Some((kver, modules)) = kernel_tree() else {
+        return;
+    };
+    let work = Scratch::new("pinned");
+    let img = build_image(&work.0, &modules, &kver, "v1");
+    let digest = manifest_digest(&img.layout, "v1");
+    let node = Node::new(
+        &work.0,
+        &CONFIG.replace(
+            "registry.test/acme/drv:v1",
+            &format!("registry.test/acme/drv@{digest}"),
+        ),
+    );
+    let out = node.pull(&kver, &img.layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The source is gone (a registry down at boot): still up to date.
+    let gone = work.0.join("no-such-layout");
+    let out = node.pull(&kver, &gone, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is up to date"), "{}", stderr(&out));
+    // A tag cannot be checked without the source.
+    fs::write(node.config_dir.join("drv.toml"), CONFIG).unwrap();
+    let out = node.pull(&kver, &gone, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-such-layout"), "{}", stderr(&out));
+}
