@@ -200,6 +200,11 @@ impl Extractor {
         }
         let base = base.as_bytes();
         if let Some(hidden) = base.strip_prefix(b".wh.") {
+            // `.wh.`, `.wh..` and `.wh...` would delete the parent dir or its
+            // parent: no OCI tool writes them.
+            if matches!(hidden, b"" | b"." | b"..") {
+                bail!("layer entry `{shown}` is a whiteout of `.`, `..` or nothing: the image is malformed");
+            }
             let parent = &comps[..comps.len() - 1];
             if hidden == b".wh..opq" {
                 return self.opaque(parent);
@@ -222,7 +227,10 @@ impl Extractor {
             );
             return Ok(());
         }
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        // Modules and firmware never need set-id, sticky or group/world
+        // write bits; a writable dir in the store would let any local user
+        // plant a module that `replace` loads as root.
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
@@ -304,7 +312,13 @@ impl Extractor {
                 self.skip(raw, "device node");
             }
             tar::EntryType::Fifo => self.skip(raw, "FIFO"),
-            other => self.skip(raw, &format!("unsupported tar entry type {other:?}")),
+            other => self.skip(
+                raw,
+                &format!(
+                    "unsupported tar entry type `{}`",
+                    other.as_byte().escape_ascii()
+                ),
+            ),
         }
         Ok(())
     }
