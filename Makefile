@@ -15,7 +15,7 @@ export KMM_DAY1_AGENT_X86_64 := $(AGENT_X86)
 export KMM_DAY1_AGENT_AARCH64 := $(AGENT_ARM)
 export KMM_DAY1_GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all setup-build setup-test agents generator example test lint unit vm
+.PHONY: all setup-build setup-test agents generator example test lint unit vm docs install
 
 all: generator
 
@@ -49,4 +49,35 @@ unit: agents
 vm: agents
 	bash tests/vm/run
 
-test: setup-test lint unit vm
+test: setup-test lint docs unit vm
+
+# The book (docs/book.toml, chapters docs/*.md) into target/book. The diagrams
+# are rendered from their Graphviz sources first; tests/docs.rs checks that
+# the committed SVGs are what `dot` makes of them.
+docs:
+	set -e; for d in docs/diagrams/*.dot; do dot -Tsvg "$$d" > "$${d%.dot}.svg.tmp"; mv "$${d%.dot}.svg.tmp" "$${d%.dot}.svg"; done
+	mdbook build docs
+
+# Binaries, man pages and shell completions under $(DESTDIR)$(PREFIX)
+# (docs/install.md). The pages and completions are generated from the CLI
+# definitions: clap for kmm-day1, the help texts of agent/src/cli.rs for the
+# agent (tools/docgen). The agent installed is the one for this machine.
+PREFIX ?= /usr/local
+MANUALS := $(CURDIR)/target/manuals
+AGENT_HOST := $(CURDIR)/target/$(shell uname -m)-unknown-linux-musl/release/kmm-day1-agent
+install: generator
+	$(CARGO) build --release --locked -p kmm-day1-docgen
+	rm -rf $(MANUALS)
+	$(GENERATOR) manpages $(MANUALS)/man1
+	$(CURDIR)/target/release/kmm-day1-docgen $(MANUALS)
+	set -e; for s in bash zsh fish; do $(GENERATOR) completions $$s > $(MANUALS)/kmm-day1.$$s; done
+	install -Dm755 $(GENERATOR) $(DESTDIR)$(PREFIX)/bin/kmm-day1
+	install -Dm755 $(AGENT_HOST) $(DESTDIR)$(PREFIX)/bin/kmm-day1-agent
+	install -Dm644 -t $(DESTDIR)$(PREFIX)/share/man/man1 $(MANUALS)/man1/*.1
+	install -Dm644 -t $(DESTDIR)$(PREFIX)/share/man/man8 $(MANUALS)/man8/kmm-day1-agent.8
+	install -Dm644 $(MANUALS)/kmm-day1.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kmm-day1
+	install -Dm644 $(MANUALS)/bash/kmm-day1-agent $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kmm-day1-agent
+	install -Dm644 $(MANUALS)/kmm-day1.zsh $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_kmm-day1
+	install -Dm644 $(MANUALS)/zsh/_kmm-day1-agent $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_kmm-day1-agent
+	install -Dm644 $(MANUALS)/kmm-day1.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kmm-day1.fish
+	install -Dm644 $(MANUALS)/fish/kmm-day1-agent.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kmm-day1-agent.fish

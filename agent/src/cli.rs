@@ -134,11 +134,20 @@ pub fn help(sub: &str) -> String {
     format!("{own}{COMMON_HELP}")
 }
 
+/// `kmm-day1-agent 0.1.0 (git 267a9e9, x86_64-unknown-linux-musl)`: which
+/// commit and which of the two static builds is on this node. The agent has
+/// no build script (size, simplicity): the target is spelled from `cfg`.
 pub fn version() -> String {
+    let libc = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
     format!(
-        "kmm-day1-agent {} ({})",
+        "kmm-day1-agent {} (git {}, {}-unknown-linux-{libc})",
         env!("CARGO_PKG_VERSION"),
-        option_env!("KMM_DAY1_GIT_REV").unwrap_or("unknown revision")
+        option_env!("KMM_DAY1_GIT_REV").unwrap_or("unknown"),
+        std::env::consts::ARCH,
     )
 }
 

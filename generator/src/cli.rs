@@ -8,7 +8,8 @@ use kmm_day1_config::AfterPull;
 #[command(
     name = "kmm-day1",
     version = crate::agent::LONG_VERSION.as_str(),
-    about = "Generate the MachineConfig that replaces an in-tree kernel module with an out-of-tree one on a node's first boot"
+    about = "Generate the MachineConfig that replaces an in-tree kernel module with an out-of-tree one on a node's first boot",
+    after_help = MAIN_EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,12 +20,48 @@ pub struct Cli {
 enum Command {
     /// Write the MachineConfig (or Butane, Ignition, node config, disruption
     /// policy) for one node config, or one per document of --from-module.
+    #[command(after_help = GENERATE_EXAMPLES)]
     Generate(Box<GenerateArgs>),
     /// Write the MachineConfig(s): `generate` with --format machineconfig
     /// (the verb of `oc kmm-day1 machineconfig …`).
     #[command(name = "machineconfig", visible_alias = "mc")]
     MachineConfig(Box<GenerateArgs>),
+    /// Print a shell completion script (`make install` installs them).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (kmm-day1.1, kmm-day1-generate.1, …) into DIR.
+    #[command(hide = true)]
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
+
+/// Shown after `kmm-day1 --help`; docs/getting-started.md has the long form.
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  kmm-day1 generate --config examples/sfc.toml --pool worker -o 99-worker-kmm-day1-sfc.yaml
+  kmm-day1 generate --from-module examples/module-cr.yaml | oc create -f -
+  kmm-day1 generate --help     every input, output and pull option
+
+Docs: docs/getting-started.md; the node side: kmm-day1-agent(8).";
+
+/// Shown after `kmm-day1 generate --help`. Every line is run by the docs test
+/// (generator/tests/docs_commands.rs), so it cannot go stale.
+const GENERATE_EXAMPLES: &str = "\
+Examples:
+  # From a node config file:
+  kmm-day1 generate --config examples/sfc.toml --pool worker -o 99-worker-kmm-day1-sfc.yaml
+  # From flags (the tag is the node's kernel release):
+  kmm-day1 generate --pool worker --module sfc --image 'quay.io/acme/sfc-driver:${KERNEL_FULL_VERSION}'
+  # From KMM objects (Module, BootModuleConfig, or a --- stream of them):
+  kmm-day1 generate --from-module examples/bootmoduleconfig.yaml
+  # Butane for openshift-install's manifests, or just the node config:
+  kmm-day1 generate --config examples/sfc.toml --pool worker --format butane
+  kmm-day1 generate --config examples/multi-module.toml --format config";
 
 impl Cli {
     pub fn run(self) -> Result<()> {
@@ -40,6 +77,10 @@ impl Cli {
                 }
                 crate::generate::run(&args)
             }
+            Command::Completions { shell } => {
+                crate::manual::completions(shell, &mut std::io::stdout().lock())
+            }
+            Command::Manpages { dir } => crate::manual::manpages(&dir),
         }
     }
 }

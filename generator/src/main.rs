@@ -14,6 +14,8 @@ mod generate;
 mod ignition;
 /// The input kinds: flags, a node config TOML, a KMM `Module` CR.
 mod input;
+/// Man pages and shell completions, from the clap definition.
+mod manual;
 /// The output formats built around the Ignition config.
 mod output;
 /// MachineConfig size thresholds (etcd and `oc apply` limits).

@@ -1,0 +1,30 @@
+# description: tier 2: a module that fails at boot is rolled back, the node boots on, and pull does not reboot again
+#
+# Boot 1 pulls and reboots; boot 2's replace fails on kmmtest_fail and puts
+# the in-tree dummy back; the boot goes on with the unit failed
+# (visible in systemctl), and pull, finding the store up to date, asks for
+# no further reboot: no reboot loop (the harness also requires exactly two
+# boots).
+S=/var/lib/kmm-day1
+if [ "$(kmt_json $S/kmmtest/replace.json result)" = waiting-for-pull ]; then
+    kmt_eq "boot 1: pull published the image" published "$(kmt_json $S/kmmtest/pull.json result)"
+    if [ "$KMT_FAILED" = 0 ]; then
+        kmt_log "waiting for the reboot pull asked for"
+        sleep 300
+        kmt_fail "pull's reboot did not happen within 300 s"
+    fi
+else
+    kmt_eq "kmm-day1-replace.service failed this boot" failed "$(systemctl is-active kmm-day1-replace.service)"
+    kmt_eq "replace.json says rolled back" rolled-back "$(kmt_json $S/kmmtest/replace.json result)"
+    kmt_match "and names the module that failed" kmmtest_fail "$(kmt_json $S/kmmtest/replace.json message)"
+    kmt_check "dummy is loaded" kmt_loaded dummy
+    kmt_eq "and it is the in-tree one" "<missing>" "$(kmt_read /sys/module/dummy/version)"
+    kmt_refuse "kmmtest_fail is not loaded" kmt_loaded kmmtest_fail
+    # multi-user.target itself waits for this check unit; basic.target and
+    # network-online.target come after the replace unit in the boot.
+    kmt_eq "the boot went on past the failed unit" "active active" \
+        "$(systemctl is-active basic.target) $(systemctl is-active network-online.target)"
+    kmt_eq "pull on this boot found the store up to date" up-to-date "$(kmt_json $S/kmmtest/pull.json result)"
+    kmt_eq "pull rebooted once for this kernel, not again" 1 \
+        "$(tr -d '\n ' <$S/kmmtest/pull.json | sed -n "s/.*\"reboots\":{[^}]*\"$KMT_RELEASE\":\([0-9]*\).*/\1/p")"
+fi
