@@ -47,6 +47,29 @@ fn main() {
         }
     }
     std::fs::write(out.join("agents.rs"), code).expect("write OUT_DIR/agents.rs");
+    version_env();
+}
+
+/// `--version` names the commit and the target, so a bug report says which
+/// build it is about. `make` exports KMM_DAY1_GIT_REV; a plain `cargo build`
+/// in a checkout asks git; elsewhere the revision is "unknown".
+fn version_env() {
+    println!("cargo:rerun-if-env-changed=KMM_DAY1_GIT_REV");
+    let rev = std::env::var("KMM_DAY1_GIT_REV")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            let out = std::process::Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .output()
+                .ok()?;
+            let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            (out.status.success() && !rev.is_empty()).then_some(rev)
+        })
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=KMM_DAY1_GIT_REV={rev}");
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
+    println!("cargo:rustc-env=KMM_DAY1_TARGET={target}");
 }
 
 /// A relative path is taken from the workspace root (where `make` runs),

@@ -87,8 +87,10 @@ fn long_version() -> String {
         None => format!("{} (not embedded)", a.as_str()),
     };
     format!(
-        "{}; embedded agents: {}, {}",
+        "{} (git {}, {}); embedded agents: {}, {}",
         env!("CARGO_PKG_VERSION"),
+        env!("KMM_DAY1_GIT_REV"),
+        env!("KMM_DAY1_TARGET"),
         describe(Arch::X86_64),
         describe(Arch::Aarch64)
     )
