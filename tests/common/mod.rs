@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+/// Reading docs/*.md: code blocks, links, anchors, command lines.
+pub mod docs;
 /// A real registry (docker-registry, umoci, skopeo) for tests.
 pub mod registry;
 

@@ -23,7 +23,7 @@ pub struct Case {
     pub pool: &'static str,
 }
 
-pub const CASES: [Case; 4] = [
+pub const CASES: [Case; 5] = [
     Case {
         name: "sfc",
         args: &["--config", "examples/sfc.toml", "--pool", "worker"],
@@ -61,6 +61,15 @@ pub const CASES: [Case; 4] = [
         example: "examples/bootmoduleconfig.yaml",
         config_name: "sfc-day1",
         mc_name: "99-worker-sfc-day1",
+        pool: "worker",
+    },
+    Case {
+        name: "disconnected",
+        // Digest-pinned kernel mappings, no top-level image (docs/disconnected.md).
+        args: &["--config", "examples/disconnected.toml", "--pool", "worker"],
+        example: "examples/disconnected.toml",
+        config_name: "disconnected",
+        mc_name: "99-worker-kmm-day1-disconnected",
         pool: "worker",
     },
 ];
