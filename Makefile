@@ -64,12 +64,13 @@ docs:
 # agent (tools/docgen). The agent installed is the one for this machine.
 PREFIX ?= /usr/local
 MANUALS := $(CURDIR)/target/manuals
+DOCGEN := $(CURDIR)/target/release/kmm-day1-docgen
 AGENT_HOST := $(CURDIR)/target/$(shell uname -m)-unknown-linux-musl/release/kmm-day1-agent
 install: generator
 	$(CARGO) build --release --locked -p kmm-day1-docgen
 	rm -rf $(MANUALS)
 	$(GENERATOR) manpages $(MANUALS)/man1
-	$(CURDIR)/target/release/kmm-day1-docgen $(MANUALS)
+	$(DOCGEN) $(MANUALS)
 	set -e; for s in bash zsh fish; do $(GENERATOR) completions $$s > $(MANUALS)/kmm-day1.$$s; done
 	install -Dm755 $(GENERATOR) $(DESTDIR)$(PREFIX)/bin/kmm-day1
 	install -Dm755 $(AGENT_HOST) $(DESTDIR)$(PREFIX)/bin/kmm-day1-agent
