@@ -86,13 +86,17 @@ struct HashingSink<'a> {
     len: u64,
     max: u64,
     label: &'a str,
-    next_status: u64,
+    /// Progress goes to `STATUS=` at most once a second (sd_notify is a
+    /// syscall per message; systemctl status needs no more).
+    next_status: std::time::Instant,
+    /// Where this attempt started, for the rate.
+    start: (std::time::Instant, u64),
     /// The source sent more than the blob's size: from a resume, a sign
     /// that the server ignored the range and sent the whole blob.
     overflowed: bool,
 }
 
-const STATUS_EVERY: u64 = 16 << 20;
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl HashingSink<'_> {
     /// Ends the borrow of the file; what was written must be flushed.
@@ -113,10 +117,17 @@ impl Write for HashingSink<'_> {
         self.file.write_all(buf)?;
         self.ctx.update(buf);
         self.len += buf.len() as u64;
-        if self.len >= self.next_status {
-            self.next_status = self.len + STATUS_EVERY;
+        let now = std::time::Instant::now();
+        if now >= self.next_status {
+            self.next_status = now + STATUS_EVERY;
+            let secs = now.duration_since(self.start.0).as_secs_f64();
+            let rate = if secs > 0.0 {
+                (self.len - self.start.1) as f64 / secs / f64::from(1u32 << 20)
+            } else {
+                0.0
+            };
             notify::status(&format!(
-                "downloading {}: {} of {} MiB",
+                "downloading {}: {} of {} MiB ({rate:.1} MiB/s)",
                 self.label,
                 self.len >> 20,
                 self.max >> 20
@@ -189,7 +200,8 @@ pub fn fetch(
             len: have,
             max: desc.size,
             label,
-            next_status: have + STATUS_EVERY,
+            next_status: std::time::Instant::now() + STATUS_EVERY,
+            start: (std::time::Instant::now(), have),
             overflowed: false,
         };
         if have < desc.size {

@@ -21,6 +21,40 @@ use std::sync::OnceLock;
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 const IDENTIFIER: &str = "kmm-day1-agent";
 
+/// `MESSAGE_ID`s, one per event type; fixed forever (docs/status.md lists
+/// them): `journalctl MESSAGE_ID=…` and log shippers select on them.
+pub mod id {
+    /// pull: a config's new tree was published.
+    pub const PULL_PUBLISHED: &str = "b346e1b6498d483893759e3620ddd133";
+    /// pull: a config's pull failed.
+    pub const PULL_FAILED: &str = "b5fd82ac74a84377a50603a926c6947a";
+    /// pull: the one summary line of a run.
+    pub const PULL_SUMMARY: &str = "6ea2c4bc55214282a3cf065ce2e89ef3";
+    /// pull: a reboot was requested to swap the modules.
+    pub const REBOOT: &str = "e0138b0f6ef241059ecaf26614893f69";
+    /// pull: the reboot guard refused a reboot.
+    pub const REBOOT_GUARD: &str = "89e236a01f8541ab861c9fd53b884a09";
+    /// replace: a config's modules were loaded.
+    pub const REPLACE_LOADED: &str = "8ebddb18da9d4c12a626a0a07df5b92c";
+    /// replace: a config's swap failed (rolled back or not).
+    pub const REPLACE_FAILED: &str = "19f395db49a942f0a0c31f30e8241d18";
+    /// replace: nothing to do for a config (already loaded, waiting for pull).
+    pub const REPLACE_NOOP: &str = "976e1dddef0b4152b6e313296474fa3a";
+}
+
+/// Debug messages are dropped unless `KMM_DAY1_DEBUG` is set: a quiet run
+/// is one line in the journal.
+fn debug_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("KMM_DAY1_DEBUG").is_some_and(|v| !v.is_empty()))
+}
+
+/// The journal's socket; `KMM_DAY1_JOURNAL_SOCKET` overrides it (tests).
+fn journal_socket() -> std::path::PathBuf {
+    std::env::var_os("KMM_DAY1_JOURNAL_SOCKET")
+        .map_or_else(|| JOURNAL_SOCKET.into(), std::path::PathBuf::from)
+}
+
 /// syslog(3) priorities, as the journal's `PRIORITY` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(dead_code)] // every level has a macro; not all are used yet
@@ -48,7 +82,7 @@ fn sink() -> &'static Sink {
             return Sink::Stderr;
         }
         match UnixDatagram::unbound() {
-            Ok(s) if s.connect(JOURNAL_SOCKET).is_ok() => Sink::Journal(s),
+            Ok(s) if s.connect(journal_socket()).is_ok() => Sink::Journal(s),
             _ => Sink::PrefixedStderr,
         }
     })
@@ -76,6 +110,9 @@ fn stderr_is_journal() -> bool {
 /// Log one message with extra journal fields (upper-case names, e.g.
 /// `KMM_DAY1_CONFIG`); on stderr the fields are not shown.
 pub fn send(priority: Priority, fields: &[(&str, &str)], args: fmt::Arguments<'_>) {
+    if priority == Priority::Debug && !debug_enabled() {
+        return;
+    }
     let message = args.to_string();
     match sink() {
         Sink::Journal(sock) => {

@@ -84,14 +84,21 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     let mut reboot_for = Vec::new();
     let mut live_for = Vec::new();
     let mut summaries = Vec::new();
+    // Config, image and digest of the summary line, when there is one config.
+    let mut last_fields: [String; 3] = Default::default();
     for (name, cfg) in &configs {
         let started = state::now_rfc3339();
+        let t_config = Instant::now();
         let outcome = match pull_one(&store, name, cfg, &kver, opts, deadline) {
             Ok(o) => o,
-            Err(e) => Outcome::simple(
-                PullResult::Failed,
-                format!("pull for kernel {kver} failed: {e:#}"),
-            ),
+            Err(e) => Outcome {
+                // Journal lines and status name the image even on failure.
+                image: cfg.resolve(name, &kver).ok().flatten().map(|r| r.reference),
+                ..Outcome::simple(
+                    PullResult::Failed,
+                    format!("pull for kernel {kver} failed: {e:#}"),
+                )
+            },
         };
         // Up to date and no-mapping stay quiet: the summary line says it.
         let priority = match outcome.result {
@@ -100,10 +107,17 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
             _ => None,
         };
         if let Some(p) = priority {
+            let id = if outcome.result == PullResult::Failed {
+                log::id::PULL_FAILED
+            } else {
+                log::id::PULL_PUBLISHED
+            };
             log::send(
                 p,
                 &[
+                    ("MESSAGE_ID", id),
                     ("KMM_DAY1_CONFIG", name),
+                    ("KMM_DAY1_IMAGE", outcome.image.as_deref().unwrap_or("")),
                     ("KMM_DAY1_KERNEL", &kver),
                     ("KMM_DAY1_RESULT", outcome.result.as_str()),
                     ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
@@ -123,10 +137,17 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         st.extracted_bytes = outcome.extracted;
         st.started = started;
         st.finished = state::now_rfc3339();
+        st.duration_ms = t_config.elapsed().as_millis() as u64;
+        st.reboot_guard = false;
         // Counters of kernels that are gone would grow the file forever.
         st.reboots.retain(|k, _| *k == kver);
         state::save(&path, &st)?;
         summaries.push(format!("{name}: {}", outcome.message));
+        last_fields = [
+            name.clone(),
+            outcome.image.clone().unwrap_or_default(),
+            outcome.digest.clone().unwrap_or_default(),
+        ];
         match outcome.result {
             PullResult::Failed => failed.push(name.clone()),
             _ if !outcome.fresh => {}
@@ -152,7 +173,14 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         match count_reboots(&store, &kver, &reboot_for) {
             Ok(()) => true,
             Err(e) => {
-                log::error!("{e:#}");
+                log::send(
+                    log::Priority::Error,
+                    &[
+                        ("MESSAGE_ID", log::id::REBOOT_GUARD),
+                        ("KMM_DAY1_KERNEL", &kver),
+                    ],
+                    format_args!("{e:#}"),
+                );
                 summaries.push(format!("{e:#}"));
                 failed.extend(reboot_for.iter().map(|(n, _)| n.clone()));
                 false
@@ -194,16 +222,36 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         t0.elapsed().as_secs_f64(),
         summaries.join("; ")
     );
+    let one = configs.len() == 1;
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("KMM_DAY1_KERNEL", &kver),
+        (
+            "KMM_DAY1_RESULT",
+            if failed.is_empty() { "ok" } else { "failed" },
+        ),
+    ];
+    if one {
+        fields.push(("KMM_DAY1_CONFIG", &last_fields[0]));
+        fields.push(("KMM_DAY1_IMAGE", &last_fields[1]));
+        fields.push(("KMM_DAY1_DIGEST", &last_fields[2]));
+    }
     if reboot {
         request_reboot()?;
-        log::notice!("{summary}; rebooting to load the new modules early in boot");
+        fields.push(("MESSAGE_ID", log::id::REBOOT));
+        log::send(
+            log::Priority::Notice,
+            &fields,
+            format_args!("{summary}; rebooting to load the new modules early in boot"),
+        );
         notify::ready(&format!("{summary}; rebooting"));
     } else {
-        if failed.is_empty() {
-            log::notice!("{summary}");
+        fields.push(("MESSAGE_ID", log::id::PULL_SUMMARY));
+        let p = if failed.is_empty() {
+            log::Priority::Notice
         } else {
-            log::error!("{summary}");
-        }
+            log::Priority::Error
+        };
+        log::send(p, &fields, format_args!("{summary}"));
         notify::ready(&summary);
     }
     if failed.is_empty() {
@@ -229,6 +277,7 @@ fn count_reboots(store: &Store, kver: &str, configs: &[(String, u32)]) -> Result
             );
             st.result = PullResult::Failed;
             st.message = msg.clone();
+            st.reboot_guard = true;
             state::save(&path, &st)?;
             bail!(msg);
         }

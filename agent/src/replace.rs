@@ -380,6 +380,12 @@ fn replace_config(
         ..ReplaceState::default()
     };
     let plan_ms = t0.elapsed().as_millis();
+    let resolved_ref = cfg
+        .resolve(name, kver)
+        .ok()
+        .flatten()
+        .map(|r| r.reference)
+        .unwrap_or_default();
     let ok = match (report.status, report.plan) {
         ("no-mapping", _) => {
             log::info!("{name}: no kernel mapping matches {kver}: nothing to do");
@@ -388,7 +394,6 @@ fn replace_config(
         }
         ("waiting-for-pull", _) => {
             let msg = format!("{name}: no verified tree for {kver} in the store yet: waiting for pull (the in-tree driver stays)");
-            log::info!("{msg}");
             notify::status(&msg);
             st.result = ReplaceResult::WaitingForPull;
             st.message = msg;
@@ -399,7 +404,6 @@ fn replace_config(
                 "{name}: {} already loaded with the image's srcversion: nothing to do",
                 cfg.modules.join(", ")
             );
-            log::info!("{msg}");
             notify::status(&msg);
             st.result = ReplaceResult::AlreadyLoaded;
             st.message = msg;
@@ -426,7 +430,6 @@ fn replace_config(
                         outcome.removed.join(", "),
                         outcome.loaded.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
                     );
-                    log::info!("{}", st.message);
                     notify::status(&st.message);
                     true
                 }
@@ -438,7 +441,6 @@ fn replace_config(
                     };
                     st.message = format!("{name}: {e}; {} ({total_ms} ms)", outcome.state);
                     st.loaded.clear();
-                    log::error!("{}", st.message);
                     notify::status(&st.message);
                     false
                 }
@@ -449,7 +451,6 @@ fn replace_config(
                 "{name}: {}; nothing was changed, the in-tree driver stays",
                 report.error.as_deref().unwrap_or("cannot plan")
             );
-            log::error!("{msg}");
             notify::status(&msg);
             st.result = ReplaceResult::Failed;
             st.message = msg;
@@ -457,6 +458,29 @@ fn replace_config(
         }
     };
     st.finished = state::now_rfc3339();
+    st.duration_ms = t0.elapsed().as_millis() as u64;
+    // The config's one journal line, with fields to select it by.
+    let (priority, id) = match st.result {
+        ReplaceResult::Loaded => (log::Priority::Notice, log::id::REPLACE_LOADED),
+        ReplaceResult::AlreadyLoaded | ReplaceResult::WaitingForPull => {
+            (log::Priority::Info, log::id::REPLACE_NOOP)
+        }
+        ReplaceResult::RolledBack | ReplaceResult::Failed => {
+            (log::Priority::Error, log::id::REPLACE_FAILED)
+        }
+    };
+    log::send(
+        priority,
+        &[
+            ("MESSAGE_ID", id),
+            ("KMM_DAY1_CONFIG", name),
+            ("KMM_DAY1_IMAGE", &resolved_ref),
+            ("KMM_DAY1_DIGEST", st.digest.as_deref().unwrap_or("")),
+            ("KMM_DAY1_KERNEL", kver),
+            ("KMM_DAY1_RESULT", st.result.as_str()),
+        ],
+        format_args!("{}", st.message),
+    );
     state::save(&store.replace_state_path(name), &st)?;
     Ok(ok)
 }

@@ -62,9 +62,14 @@ pub struct PullState {
     /// RFC 3339, UTC.
     pub started: String,
     pub finished: String,
+    /// Wall time of the run for this config (0 in files from older agents).
+    pub duration_ms: u64,
     /// Reboots requested by `pull` per kernel release: the guard against
     /// reboot loops (`pull.max_reboots_per_kernel`).
     pub reboots: BTreeMap<String, u32>,
+    /// The last run wanted a reboot and the guard refused it: `status`
+    /// reports the config as blocked until pull.json is removed.
+    pub reboot_guard: bool,
 }
 
 /// How the last `replace` of one config ended. Written by `replace`.
@@ -82,6 +87,19 @@ pub enum ReplaceResult {
     /// See `message`; the node may be without the driver.
     #[default]
     Failed,
+}
+
+impl ReplaceResult {
+    /// As in replace.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplaceResult::Loaded => "loaded",
+            ReplaceResult::AlreadyLoaded => "already-loaded",
+            ReplaceResult::WaitingForPull => "waiting-for-pull",
+            ReplaceResult::RolledBack => "rolled-back",
+            ReplaceResult::Failed => "failed",
+        }
+    }
 }
 
 /// One module `replace` loaded.
@@ -111,6 +129,8 @@ pub struct ReplaceState {
     pub boot_id: String,
     pub started: String,
     pub finished: String,
+    /// Wall time of the run for this config (0 in files from older agents).
+    pub duration_ms: u64,
 }
 
 /// `<tree>/meta.json`: written last into a tree; its presence marks the tree
