@@ -53,6 +53,27 @@ pub struct ReplaceOpts {
 pub struct StatusOpts {
     pub common: Common,
     pub json: bool,
+    /// Hidden (tests): stands in for `/sys` (its `module/<m>/srcversion`).
+    pub sys_root: Option<PathBuf>,
+}
+
+/// `verify`: check an image on any machine, before a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyOpts {
+    pub image: Option<String>,
+    pub oci_layout: Option<PathBuf>,
+    /// Check only this kernel's tree; default: every tree the image has.
+    pub kernel_release: Option<String>,
+    /// Modules that must be in the tree (`--module`, repeatable).
+    pub modules: Vec<String>,
+    /// A node config: image, modules, module_root, firmware_dir, pull options.
+    pub config: Option<PathBuf>,
+    /// The image's module root (`module_root`), default `/opt`.
+    pub module_root: Option<String>,
+    /// The image's firmware dir (`firmware_dir`), default `/firmware`.
+    pub firmware_dir: Option<String>,
+    /// Plain HTTP to the image's registry.
+    pub insecure: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -62,6 +83,7 @@ pub enum Command {
     Pull(PullOpts),
     Replace(ReplaceOpts),
     Status(StatusOpts),
+    Verify(VerifyOpts),
 }
 
 pub const MAIN_HELP: &str = "\
@@ -73,6 +95,7 @@ Commands:
   pull      Fetch the driver image for the running kernel into the store (kmm-day1-pull.service)
   replace   Remove the in-tree modules and load the stored ones (kmm-day1-replace.service)
   status    Show what was pulled and loaded, and what happens next
+  verify    Check a driver image (module trees, modules.dep, vermagic, firmware, signatures)
 
 Options:
   -h, --help     Print help (also after a command)
@@ -123,8 +146,32 @@ Options:
       --json                 Machine-readable output (stable, documented)
 ";
 
+pub const VERIFY_HELP: &str = "\
+Check a driver image before any node reboots for it: pull it (or read an OCI layout) into a
+temporary directory, never the store, and check each kernel's module tree: modules.dep
+consistent, the modules present, vermagic, firmware files, signatures. One line per check
+(ok / FAIL / warn); exit 1 on any FAIL. No root needed.
+
+Usage: kmm-day1-agent verify --image REF [OPTIONS]
+
+Options:
+      --image REF            The driver image (tag or digest)
+      --oci-layout DIR       Read the image from this OCI image layout instead of a registry
+      --kernel-release REL   Check only this kernel's tree [default: every tree in the image]
+      --module NAME          A module that must be in the tree (repeatable)
+      --config FILE          Take image, modules, module_root, firmware_dir and pull
+                             options from a node config (--image/--module override)
+      --module-root DIR      Where the image keeps lib/modules [default: /opt]
+      --firmware-dir DIR     The image's firmware dir [default: /firmware]
+      --insecure             Plain HTTP to the image's registry
+  -h, --help                 Print help
+";
+
 /// The full help text of a subcommand: its own part, then the common options.
 pub fn help(sub: &str) -> String {
+    if sub == "verify" {
+        return VERIFY_HELP.to_string();
+    }
     let own = match sub {
         "pull" => PULL_HELP,
         "replace" => REPLACE_HELP,
@@ -160,11 +207,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         Some(Short('V') | Long("version")) => return Ok(Command::Version),
         Some(Value(v)) => v.string()?,
         Some(other) => return Err(other.unexpected().into()),
-        None => bail!("a command is required (pull, replace or status); see --help"),
+        None => bail!("a command is required (pull, replace, status or verify); see --help"),
     };
-    if !matches!(sub.as_str(), "pull" | "replace" | "status") {
-        bail!("unknown command `{sub}`: expected pull, replace or status; see --help");
+    if !matches!(sub.as_str(), "pull" | "replace" | "status" | "verify") {
+        bail!("unknown command `{sub}`: expected pull, replace, status or verify; see --help");
     }
+    let mut verify = VerifyOpts::default();
+    let mut sys_root = None;
     let mut common = Common::default();
     let mut oci_layout = None;
     let (mut no_reboot, mut dry_run, mut json, mut modules_root) = (false, false, false, None);
@@ -175,17 +224,28 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 // Leaked once per process: the help is printed and we exit.
                 return Ok(Command::Help(Box::leak(help(&sub).into_boxed_str())));
             }
-            Long("config-dir") => common.config_dir = parser.value()?.into(),
-            Long("store") => common.store = parser.value()?.into(),
+            Long("config-dir") if sub != "verify" => common.config_dir = parser.value()?.into(),
+            Long("store") if sub != "verify" => common.store = parser.value()?.into(),
             Long("kernel-release") => {
                 common.kernel_release = Some(parser.value()?.string()?);
             }
             Long("no-reboot") if sub == "pull" => no_reboot = true,
-            Long("oci-layout") if sub == "pull" => {
+            Long("image") if sub == "verify" => verify.image = Some(parser.value()?.string()?),
+            Long("module") if sub == "verify" => verify.modules.push(parser.value()?.string()?),
+            Long("config") if sub == "verify" => verify.config = Some(parser.value()?.into()),
+            Long("module-root") if sub == "verify" => {
+                verify.module_root = Some(parser.value()?.string()?);
+            }
+            Long("firmware-dir") if sub == "verify" => {
+                verify.firmware_dir = Some(parser.value()?.string()?);
+            }
+            Long("insecure") if sub == "verify" => verify.insecure = true,
+            Long("sys-root") if sub == "status" => sys_root = Some(parser.value()?.into()),
+            Long("oci-layout") if sub == "pull" || sub == "verify" => {
                 oci_layout = Some(PathBuf::from(parser.value()?));
             }
             Long("dry-run") if sub == "replace" => dry_run = true,
-            Long("json") if sub != "pull" => json = true,
+            Long("json") if sub == "replace" || sub == "status" => json = true,
             Long("modules-root") if sub == "replace" => {
                 modules_root = Some(PathBuf::from(parser.value()?));
             }
@@ -216,7 +276,19 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 host_modules_root,
             })
         }
-        _ => Command::Status(StatusOpts { common, json }),
+        "verify" => {
+            verify.kernel_release = common.kernel_release;
+            verify.oci_layout = oci_layout;
+            if verify.image.is_none() && verify.config.is_none() {
+                bail!("`verify` needs --image REF (or --config FILE naming one); see `kmm-day1-agent verify --help`");
+            }
+            Command::Verify(verify)
+        }
+        _ => Command::Status(StatusOpts {
+            common,
+            json,
+            sys_root,
+        }),
     })
 }
 

@@ -40,6 +40,8 @@ mod replace;
 mod state;
 /// `status`: report what the agent did and will do.
 mod status;
+/// `verify`: check an image in a temporary directory, before a rollout.
+mod verify;
 /// The on-disk store shared by every phase.
 #[allow(dead_code)] // used by pull and replace as they land
 mod store;
@@ -73,5 +75,6 @@ fn run() -> anyhow::Result<ExitCode> {
         cli::Command::Pull(opts) => pull::run(&opts),
         cli::Command::Replace(opts) => replace::run(&opts),
         cli::Command::Status(opts) => status::run(&opts),
+        cli::Command::Verify(opts) => verify::run(&opts),
     }
 }

@@ -1,12 +1,540 @@
-//! `status` (see `cli::STATUS_HELP`).
+//! `status` (see `cli::STATUS_HELP`, docs/status.md): what `pull` and
+//! `replace` left in the store, what the kernel runs, and what happens next.
+//!
+//! Read-only and lock-free: it may run beside a pull, and as any user (the
+//! state files are world-readable and hold no secrets). The `--json` shape
+//! and the exit codes are an interface: docs/status.md pins them and
+//! `agent/tests/status_*.rs` test them.
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use kmm_day1_config::{module_name_canonical, AfterPull, NodeConfig};
+use serde::Serialize;
 
 use crate::cli;
+use crate::modules::Tree;
+use crate::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, TreeMeta};
+use crate::store::Store;
+use crate::{log, modinfo};
+
+/// Bumped when a field changes meaning or goes away (adding one does not).
+pub const JSON_VERSION: u32 = 1;
+
+/// Where a config stands for one kernel release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// No kernel mapping matches: nothing to do for this kernel.
+    NoMapping,
+    /// No verified tree in the store yet.
+    Pending,
+    /// A verified tree is stored; its modules are not running.
+    Pulled,
+    /// The kernel runs the stored tree's modules.
+    Loaded,
+    /// The last pull (with no tree to fall back on) or replace failed.
+    Failed,
+    /// Replace failed and put the in-tree modules back.
+    RolledBack,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::NoMapping => "no-mapping",
+            State::Pending => "pending",
+            State::Pulled => "pulled",
+            State::Loaded => "loaded",
+            State::Failed => "failed",
+            State::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// Exit code 0, 1 or 2 (docs/status.md has the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    Ok = 0,
+    Degraded = 1,
+    Failed = 2,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Degraded => "degraded",
+            Health::Failed => "failed",
+        }
+    }
+}
+
+/// `status --json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub kernel: String,
+    pub boot_id: Option<String>,
+    /// The worst config's health; the exit code.
+    pub health: Health,
+    pub exit_code: u8,
+    pub configs: Vec<ConfigStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConfigStatus {
+    pub name: String,
+    /// The image reference for this kernel (variables substituted).
+    pub image: Option<String>,
+    /// Manifest digest of the stored tree, else of the last pull.
+    pub digest: Option<String>,
+    /// Registry (`host/repo`, a mirror's when one served it) or OCI layout
+    /// directory the stored tree came from.
+    pub source: Option<String>,
+    pub kernel: String,
+    pub state: State,
+    pub health: Health,
+    /// The stored tree (`<store>/<name>/<kernel>/sha256-…`).
+    pub tree: Option<PathBuf>,
+    /// When the stored tree was published (RFC 3339).
+    pub pulled_at: Option<String>,
+    pub modules: Vec<ModuleStatus>,
+    pub last_pull: Option<Phase>,
+    pub last_replace: Option<Phase>,
+    /// Reboots `pull` requested for this kernel, and the guard's limit.
+    pub reboots: u32,
+    pub max_reboots: u32,
+    /// What the agent does next, as one sentence.
+    pub next_action: String,
+    /// A config or state file that could not be read.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModuleStatus {
+    pub name: String,
+    /// Parameters `replace` loads it with (from the config).
+    pub parameters: String,
+    /// `srcversion` of the stored tree's file.
+    pub image_srcversion: Option<String>,
+    /// `srcversion` of the module the kernel runs.
+    pub loaded_srcversion: Option<String>,
+    /// Where `loaded_srcversion` comes from: `sysfs` (/sys/module) or
+    /// `replace.json` (no /sys/module, e.g. in a container).
+    pub loaded_from: Option<&'static str>,
+    /// The kernel runs the stored tree's build of this module.
+    pub current: bool,
+}
+
+/// The last result of one phase.
+#[derive(Debug, Serialize)]
+pub struct Phase {
+    pub result: &'static str,
+    pub message: String,
+    pub kernel: String,
+    pub started: String,
+    pub finished: String,
+    /// Absent in files from agents before this field.
+    pub duration_ms: Option<u64>,
+    /// Replace only: written during the running boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub this_boot: Option<bool>,
+}
 
 pub fn run(opts: &cli::StatusOpts) -> Result<ExitCode> {
-    let _ = opts;
-    bail!("`status` is not implemented in this build of kmm-day1-agent yet")
+    let report = match collect(opts) {
+        Ok(r) => r,
+        Err(e) => {
+            // A status that cannot be read is a failed check, not "degraded".
+            log::error!("status: {e:#}");
+            return Ok(ExitCode::from(Health::Failed as u8));
+        }
+    };
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::from(report.exit_code))
+}
+
+pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
+    let kver = match &opts.common.kernel_release {
+        Some(k) => k.clone(),
+        None => crate::pull::running_kernel()?,
+    };
+    let configs = kmm_day1_config::load_dir(&opts.common.config_dir)?;
+    let store = Store::new(&opts.common.store);
+    let sys = opts
+        .sys_root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/sys"));
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string());
+    let env = Env {
+        store: &store,
+        kver: &kver,
+        sys_modules: Some(sys.join("module")).filter(|p| p.is_dir()),
+        boot_id: boot_id.as_deref(),
+    };
+    let configs: Vec<ConfigStatus> = configs
+        .iter()
+        .map(|(name, cfg)| config_status(&env, name, cfg))
+        .collect();
+    let health = configs.iter().map(|c| c.health).max().unwrap_or(Health::Ok);
+    Ok(Report {
+        version: JSON_VERSION,
+        kernel: kver,
+        boot_id,
+        health,
+        exit_code: health as u8,
+        configs,
+    })
+}
+
+struct Env<'a> {
+    store: &'a Store,
+    kver: &'a str,
+    /// `/sys/module`, when this system has one.
+    sys_modules: Option<PathBuf>,
+    boot_id: Option<&'a str>,
+}
+
+fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
+    let (store, kver) = (env.store, env.kver);
+    let mut st = ConfigStatus {
+        name: name.to_string(),
+        image: None,
+        digest: None,
+        source: None,
+        kernel: kver.to_string(),
+        state: State::Failed,
+        health: Health::Failed,
+        tree: None,
+        pulled_at: None,
+        modules: Vec::new(),
+        last_pull: None,
+        last_replace: None,
+        reboots: 0,
+        max_reboots: cfg.pull.max_reboots_per_kernel,
+        next_action: String::new(),
+        error: None,
+    };
+    let mut errors = Vec::new();
+    let pull: Option<PullState> = state::load(&store.pull_state_path(name))
+        .map_err(|e| errors.push(format!("{e:#}")))
+        .ok()
+        .flatten();
+    let replace: Option<ReplaceState> = state::load(&store.replace_state_path(name))
+        .map_err(|e| errors.push(format!("{e:#}")))
+        .ok()
+        .flatten();
+    let meta: Option<TreeMeta> = store
+        .current_meta(name, kver)
+        .map_err(|e| errors.push(format!("{e:#}")))
+        .ok()
+        .flatten();
+    st.last_pull = pull.as_ref().map(|p| Phase {
+        result: p.result.as_str(),
+        message: p.message.clone(),
+        kernel: p.kernel.clone(),
+        started: p.started.clone(),
+        finished: p.finished.clone(),
+        duration_ms: (p.duration_ms > 0).then_some(p.duration_ms),
+        this_boot: None,
+    });
+    let replace_this_boot = |r: &ReplaceState| env.boot_id.is_some_and(|b| b == r.boot_id);
+    st.last_replace = replace.as_ref().map(|r| Phase {
+        result: r.result.as_str(),
+        message: r.message.clone(),
+        kernel: r.kernel.clone(),
+        started: r.started.clone(),
+        finished: r.finished.clone(),
+        duration_ms: (r.duration_ms > 0).then_some(r.duration_ms),
+        this_boot: Some(replace_this_boot(r)),
+    });
+    st.reboots = pull
+        .as_ref()
+        .and_then(|p| p.reboots.get(kver).copied())
+        .unwrap_or(0);
+    // Only a pull for this kernel says anything about this kernel.
+    let pull_here = pull.as_ref().filter(|p| p.kernel == kver);
+    let pull_failed = pull_here.is_some_and(|p| p.result == PullResult::Failed);
+    let guard = pull_here.is_some_and(|p| p.reboot_guard);
+
+    let resolved = match cfg.resolve(name, kver) {
+        Ok(r) => r,
+        Err(e) => {
+            st.error = Some(format!("{e}"));
+            st.next_action = format!(
+                "blocked: the config cannot be resolved for kernel {kver}: fix /etc/kmm-day1/{name}.toml"
+            );
+            return st;
+        }
+    };
+    let Some(resolved) = resolved else {
+        st.state = State::NoMapping;
+        st.health = Health::Ok;
+        st.next_action = format!("none: no kernel mapping matches kernel {kver}");
+        return st;
+    };
+    st.image = Some(resolved.reference.clone());
+    st.digest = pull_here.and_then(|p| p.digest.clone());
+    st.source = pull_here.and_then(|p| p.source.clone());
+    let pull_file = store.pull_state_path(name);
+    let (reboots, max) = (st.reboots, cfg.pull.max_reboots_per_kernel);
+    let guard_action = move || {
+        format!(
+            "blocked: reboot guard reached ({reboots} of {max} reboots for kernel {kver}): fix the image, then `rm {}` and reboot",
+            pull_file.display()
+        )
+    };
+
+    let tree = store.current_tree(name, kver);
+    let (Some(tree), Some(meta)) = (tree, meta) else {
+        if pull_failed {
+            st.state = State::Failed;
+            st.health = Health::Failed;
+            st.next_action = if guard {
+                guard_action()
+            } else {
+                "retry pull at next network-online (or now: `systemctl restart kmm-day1-pull`); see last pull".to_string()
+            };
+        } else {
+            st.state = State::Pending;
+            st.health = Health::Degraded;
+            st.next_action = "pull at next network-online (kmm-day1-pull.service)".to_string();
+        }
+        st.error = (!errors.is_empty()).then(|| errors.join("; "));
+        return st;
+    };
+    st.digest = Some(meta.digest.clone());
+    st.source = Some(meta.source.clone());
+    st.pulled_at = Some(meta.pulled.clone());
+
+    // The replace run that speaks for the running kernel and this tree.
+    let replace_now = replace.as_ref().filter(|r| {
+        r.kernel == kver
+            && replace_this_boot(r)
+            && r.digest.as_deref() == Some(meta.digest.as_str())
+    });
+    st.modules = module_status(env, cfg, &tree, replace_now);
+    let all_current = !st.modules.is_empty() && st.modules.iter().all(|m| m.current);
+    st.tree = Some(tree);
+    let after = match cfg.pull.after_pull {
+        AfterPull::Live => "swap at next boot (kmm-day1-replace.service), or now: `systemctl restart kmm-day1-replace`",
+        _ => "swap at next boot (kmm-day1-replace.service)",
+    };
+    if all_current {
+        st.state = State::Loaded;
+        if pull_failed {
+            st.health = Health::Degraded;
+            st.next_action = "retry pull at next network-online: the last pull failed, the loaded tree stays (see last pull)".to_string();
+        } else {
+            st.health = Health::Ok;
+            st.next_action = "none: up to date".to_string();
+        }
+    } else {
+        match replace_now.map(|r| r.result) {
+            Some(ReplaceResult::RolledBack) => {
+                st.state = State::RolledBack;
+                st.health = Health::Failed;
+            }
+            Some(ReplaceResult::Failed) => {
+                st.state = State::Failed;
+                st.health = Health::Failed;
+            }
+            _ => {
+                st.state = State::Pulled;
+                st.health = Health::Degraded;
+            }
+        }
+        st.next_action = if guard {
+            st.health = Health::Failed;
+            guard_action()
+        } else if st.state == State::Pulled {
+            after.to_string()
+        } else {
+            "blocked: the stored modules did not load (see last replace): fix the image; the next boot pulls a new digest and retries the swap".to_string()
+        };
+    }
+    st.error = (!errors.is_empty()).then(|| errors.join("; "));
+    st
+}
+
+/// Each configured module: the tree's srcversion against the running one.
+fn module_status(
+    env: &Env<'_>,
+    cfg: &NodeConfig,
+    tree: &Path,
+    replace_now: Option<&ReplaceState>,
+) -> Vec<ModuleStatus> {
+    let mtree = Tree::open(&tree.join("lib/modules").join(env.kver)).ok();
+    cfg.modules
+        .iter()
+        .map(|m| {
+            let canon = module_name_canonical(m);
+            let image_srcversion = mtree
+                .as_ref()
+                .and_then(|t| t.module(m))
+                .and_then(|e| modinfo::read(&e.path).ok())
+                .and_then(|i| i.srcversion);
+            let (loaded_srcversion, loaded_from) = match &env.sys_modules {
+                Some(sys) => (
+                    std::fs::read_to_string(sys.join(&canon).join("srcversion"))
+                        .ok()
+                        .map(|s| s.trim().to_string()),
+                    Some("sysfs"),
+                ),
+                None => match replace_now.filter(|r| {
+                    matches!(
+                        r.result,
+                        ReplaceResult::Loaded | ReplaceResult::AlreadyLoaded
+                    )
+                }) {
+                    Some(r) => (
+                        r.loaded
+                            .iter()
+                            .find(|l| module_name_canonical(&l.name) == canon)
+                            .and_then(|l| l.srcversion.clone()),
+                        Some("replace.json"),
+                    ),
+                    None => (None, None),
+                },
+            };
+            // `already-loaded` runs record no modules: the srcversion check
+            // was theirs, and it was the tree's.
+            let (loaded_srcversion, loaded_from) = match (loaded_srcversion, loaded_from) {
+                (None, Some("replace.json"))
+                    if replace_now.is_some_and(|r| r.result == ReplaceResult::AlreadyLoaded) =>
+                {
+                    (image_srcversion.clone(), Some("replace.json"))
+                }
+                other => other,
+            };
+            // Without a srcversion to compare (no MODULE_VERSION), this
+            // boot's successful replace is the evidence, as long as the
+            // kernel still has the module.
+            let current = match &image_srcversion {
+                Some(_) => loaded_srcversion == image_srcversion,
+                None => {
+                    replace_now.is_some_and(|r| {
+                        r.result == ReplaceResult::Loaded
+                            && r.loaded
+                                .iter()
+                                .any(|l| module_name_canonical(&l.name) == canon)
+                    }) && env
+                        .sys_modules
+                        .as_ref()
+                        .is_none_or(|sys| sys.join(&canon).is_dir())
+                }
+            };
+            ModuleStatus {
+                name: m.clone(),
+                parameters: cfg.parameters_for(m),
+                current,
+                image_srcversion,
+                loaded_srcversion,
+                loaded_from,
+            }
+        })
+        .collect()
+}
+
+fn ms(d: Option<u64>) -> String {
+    match d {
+        Some(ms) => format!(", {:.1}s", ms as f64 / 1000.0),
+        None => String::new(),
+    }
+}
+
+/// Human text.
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "kernel {}: {} (exit {})",
+        r.kernel,
+        r.health.as_str(),
+        r.exit_code
+    );
+    if r.configs.is_empty() {
+        let _ = writeln!(s, "no configs: nothing to do");
+    }
+    for c in &r.configs {
+        let _ = writeln!(
+            s,
+            "\n{}: {} ({})",
+            c.name,
+            c.state.as_str(),
+            c.health.as_str()
+        );
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
+        let _ = writeln!(s, "  image:    {}", opt(&c.image));
+        let _ = writeln!(s, "  digest:   {}", opt(&c.digest));
+        let _ = writeln!(s, "  source:   {}", opt(&c.source));
+        if let Some(t) = &c.tree {
+            let _ = writeln!(
+                s,
+                "  tree:     {} (pulled {})",
+                t.display(),
+                c.pulled_at.as_deref().unwrap_or("-")
+            );
+        }
+        for m in &c.modules {
+            let _ = writeln!(
+                s,
+                "  module:   {} image srcversion {}, running {}{}{}",
+                m.name,
+                m.image_srcversion.as_deref().unwrap_or("-"),
+                m.loaded_srcversion.as_deref().unwrap_or("not loaded"),
+                m.loaded_from.map(|f| format!(" ({f})")).unwrap_or_default(),
+                if m.parameters.is_empty() {
+                    String::new()
+                } else {
+                    format!(", parameters `{}`", m.parameters)
+                }
+            );
+        }
+        if let Some(p) = &c.last_pull {
+            let _ = writeln!(
+                s,
+                "  pull:     {} at {}{}: {}",
+                p.result,
+                p.finished,
+                ms(p.duration_ms),
+                p.message
+            );
+        }
+        if let Some(p) = &c.last_replace {
+            let _ = writeln!(
+                s,
+                "  replace:  {} at {}{}{}: {}",
+                p.result,
+                p.finished,
+                ms(p.duration_ms),
+                if p.this_boot == Some(true) {
+                    ", this boot"
+                } else {
+                    ", an earlier boot"
+                },
+                p.message
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  reboots:  {} of {} for this kernel",
+            c.reboots, c.max_reboots
+        );
+        if let Some(e) = &c.error {
+            let _ = writeln!(s, "  error:    {e}");
+        }
+        let _ = writeln!(s, "  next:     {}", c.next_action);
+    }
+    s
 }

@@ -1,0 +1,547 @@
+//! `verify` (see `cli::VERIFY_HELP`, docs/status.md): the checks `pull` and
+//! `replace` make on a node, made on any machine before a rollout — in a
+//! temporary directory, never the store, and reported one line per check
+//! instead of stopping at the first problem.
+//!
+//! It reuses the pull pipeline as is (image sources, verified blob
+//! downloads, the filtered extractor), so what passes here is what a node
+//! would extract. `kmm-day1 verify` on a workstation runs this same code:
+//! the generator execs the agent it embeds (docs/status.md says why).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kmm_day1_config::{module_name_canonical, ImageRef, NodeConfig};
+
+use crate::blobs::{self, ImageSource, OciLayout};
+use crate::cli;
+use crate::extract::{Caps, Extractor, Filter};
+use crate::modinfo;
+use crate::modules::{module_name_from_path, parse_modules_dep};
+use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
+
+/// Default `firmware_dir` to look in: where KMM images keep firmware
+/// (`firmwarePath` copies from there).
+const DEFAULT_FIRMWARE_DIR: &str = "/firmware";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        })
+    }
+}
+
+/// Prints each check as it is made (a slow pull still shows progress).
+#[derive(Debug, Default)]
+struct Checks {
+    counts: [usize; 3],
+}
+
+impl Checks {
+    fn line(&mut self, v: Verdict, check: &str, detail: impl fmt::Display) {
+        self.counts[v as usize] += 1;
+        println!("{v} {check}: {}", detail.to_string().replace('\n', " "));
+    }
+    fn ok(&mut self, check: &str, detail: impl fmt::Display) {
+        self.line(Verdict::Ok, check, detail);
+    }
+    fn warn(&mut self, check: &str, detail: impl fmt::Display) {
+        self.line(Verdict::Warn, check, detail);
+    }
+    fn fail(&mut self, check: &str, detail: impl fmt::Display) {
+        self.line(Verdict::Fail, check, detail);
+    }
+    fn failed(&self) -> usize {
+        self.counts[Verdict::Fail as usize]
+    }
+}
+
+/// A directory removed on drop, whatever happened.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let p =
+            std::env::temp_dir().join(format!("kmm-day1-verify-{}-{nanos}", std::process::id()));
+        fs::create_dir_all(&p).with_context(|| {
+            format!(
+                "creating {} (set TMPDIR to a writable directory)",
+                p.display()
+            )
+        })?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn run(opts: &cli::VerifyOpts) -> Result<ExitCode> {
+    let cfg = config(opts)?;
+    let mut checks = Checks::default();
+    let tmp = TempDir::new()?;
+    let result = verify(opts, &cfg, &tmp.0, &mut checks);
+    if let Err(e) = result {
+        checks.fail("image", format!("{e:#}"));
+    }
+    let [ok, warn, fail] = checks.counts;
+    println!(
+        "verify: {} checks: {ok} ok, {warn} warn, {fail} FAIL",
+        ok + warn + fail
+    );
+    Ok(if checks.failed() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The config the checks read: `--config`, overridden by the flags.
+fn config(opts: &cli::VerifyOpts) -> Result<NodeConfig> {
+    let mut cfg = match &opts.config {
+        Some(path) => NodeConfig::load(path).map_err(anyhow::Error::from)?,
+        None => NodeConfig::new(String::new(), Vec::new()),
+    };
+    if let Some(i) = &opts.image {
+        cfg.image = Some(i.clone());
+    }
+    if !opts.modules.is_empty() {
+        cfg.modules = opts.modules.clone();
+    }
+    if let Some(r) = &opts.module_root {
+        cfg.module_root = r.clone();
+    }
+    if let Some(f) = &opts.firmware_dir {
+        cfg.firmware_dir = Some(f.clone());
+    }
+    if opts.insecure {
+        cfg.pull.insecure = true;
+    }
+    Ok(cfg)
+}
+
+fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Checks) -> Result<()> {
+    // The reference: with a kernel, as a node would resolve it (variables,
+    // kernel mappings); without one it must be literal.
+    let (reference, image, insecure, skip_verify) = match &opts.kernel_release {
+        Some(k) => match cfg.resolve("verify", k).map_err(anyhow::Error::from)? {
+            Some(r) => (r.reference, r.image, r.insecure, r.insecure_skip_tls_verify),
+            None => bail!("no kernel mapping of the config matches kernel {k}"),
+        },
+        None => {
+            let s = cfg.image.clone().unwrap_or_default();
+            if s.contains('$') {
+                bail!("`{s}` uses kernel variables: pass --kernel-release to say which kernel");
+            }
+            let image = ImageRef::parse(&s).map_err(anyhow::Error::from)?;
+            (
+                s,
+                image,
+                cfg.pull.insecure,
+                cfg.pull.insecure_skip_tls_verify,
+            )
+        }
+    };
+    let t0 = Instant::now();
+    let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
+        Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),
+        None => {
+            let mut ro = registry_options(cfg);
+            ro.insecure = insecure;
+            ro.insecure_skip_tls_verify = skip_verify;
+            Box::new(Registry::new(ro)?)
+        }
+    };
+    let resolved = src
+        .resolve(&image)
+        .with_context(|| format!("resolving {reference}"))?;
+    let total: u64 = resolved.layers.iter().map(|l| l.size).sum();
+    let blobs_dir = tmp.join("blobs/sha256");
+    let n = resolved.layers.len();
+    let mut paths = Vec::with_capacity(n);
+    for (i, layer) in resolved.layers.iter().enumerate() {
+        let label = format!("layer {}/{n}", i + 1);
+        paths.push(blobs::fetch(
+            &blobs_dir,
+            src.as_mut(),
+            &resolved,
+            layer,
+            &label,
+        )?);
+    }
+    checks.ok(
+        "image",
+        format!(
+            "{reference} is {} from {} ({n} layers, {} KiB, verified in {:.1}s)",
+            resolved.digest,
+            resolved.source,
+            total >> 10,
+            t0.elapsed().as_secs_f64()
+        ),
+    );
+
+    let root = cfg.module_root.trim_end_matches('/');
+    let kernels: Vec<String> = match &opts.kernel_release {
+        Some(k) => vec![k.clone()],
+        None => {
+            // No tar entry can name a NUL: this pass only lists the trees.
+            let (seen, _) = extract(cfg, "\0", &resolved, &paths, &tmp.join("scan"))?;
+            if seen.is_empty() {
+                checks.fail(
+                    "kernels",
+                    format!("no module tree under {root}/lib/modules: is --module-root right (KMM images use /opt)?"),
+                );
+                return Ok(());
+            }
+            checks.ok(
+                "kernels",
+                format!(
+                    "{} under {root}/lib/modules",
+                    seen.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
+            seen.into_iter().collect()
+        }
+    };
+    for (i, k) in kernels.iter().enumerate() {
+        let dir = tmp.join(format!("tree-{i}"));
+        let (seen, _) = extract(cfg, k, &resolved, &paths, &dir)?;
+        check_kernel(cfg, k, &dir, &seen, checks);
+    }
+    Ok(())
+}
+
+fn registry_options(cfg: &NodeConfig) -> RegistryOptions {
+    let mut auth_files: Vec<PathBuf> = cfg.pull.auth_files.iter().map(PathBuf::from).collect();
+    // A workstation's own logins (podman, docker), after the config's.
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+        auth_files.push(PathBuf::from(d).join("containers/auth.json"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        auth_files.push(PathBuf::from(h).join(".docker/config.json"));
+    }
+    RegistryOptions {
+        auth_files,
+        registries_conf: PathBuf::from("/etc/containers/registries.conf"),
+        registries_conf_d: PathBuf::from("/etc/containers/registries.conf.d"),
+        certs_dirs: vec![
+            PathBuf::from("/etc/docker/certs.d"),
+            PathBuf::from("/etc/containers/certs.d"),
+        ],
+        extra_ca_dir: cfg.pull.ca_dir.as_ref().map(PathBuf::from),
+        insecure: cfg.pull.insecure,
+        insecure_skip_tls_verify: cfg.pull.insecure_skip_tls_verify,
+        platform: Platform::host(),
+        deadline: Instant::now() + Duration::from_secs(600),
+    }
+}
+
+/// Extract `kver`'s tree and the firmware dir into `dest`, as `pull` would.
+fn extract(
+    cfg: &NodeConfig,
+    kver: &str,
+    image: &ResolvedImage,
+    paths: &[PathBuf],
+    dest: &Path,
+) -> Result<(BTreeSet<String>, u64)> {
+    fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let filter = Filter {
+        module_root: cfg.module_root.clone(),
+        kernel: kver.to_string(),
+        firmware_dir: Some(
+            cfg.firmware_dir
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FIRMWARE_DIR.to_string()),
+        ),
+    };
+    let mut x = Extractor::new(
+        dest,
+        &filter,
+        Caps {
+            max_entries: cfg.limits.max_entries,
+            max_bytes: cfg.limits.max_extract_bytes,
+        },
+    );
+    let n = paths.len();
+    for (i, (path, desc)) in paths.iter().zip(&image.layers).enumerate() {
+        x.apply_blob(path, &desc.media_type)
+            .with_context(|| format!("layer {}/{n} ({})", i + 1, desc.digest))?;
+    }
+    let summary = x.finish()?;
+    Ok((summary.kernels_seen, summary.files))
+}
+
+/// One module file of the tree, with what its `.modinfo` says.
+struct Module {
+    rel: String,
+    info: Option<modinfo::ModInfo>,
+}
+
+fn check_kernel(
+    cfg: &NodeConfig,
+    kver: &str,
+    tree: &Path,
+    seen: &BTreeSet<String>,
+    checks: &mut Checks,
+) {
+    let root = cfg.module_root.trim_end_matches('/');
+    let where_ = format!("{root}/lib/modules/{kver}");
+    let mdir = tree.join("lib/modules").join(kver);
+    let tag = |c: &str| format!("{c} [{kver}]");
+    if !mdir.is_dir() {
+        let has = if seen.is_empty() {
+            "none".to_string()
+        } else {
+            seen.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
+        checks.fail(
+            &tag("tree"),
+            format!("the image has no {where_} (its kernel trees: {has}): build it for this kernel or fix kernel_mappings"),
+        );
+        return;
+    }
+    let text = match fs::read_to_string(mdir.join("modules.dep")) {
+        Ok(t) => t,
+        Err(_) => {
+            checks.fail(
+                &tag("modules.dep"),
+                format!("{where_}/modules.dep is missing: build the image with `depmod -b {root} {kver}`"),
+            );
+            return;
+        }
+    };
+    checks.ok(&tag("tree"), format!("{where_} present"));
+
+    // modules.dep: every path inside the tree and present, every listed
+    // dependency a module of the tree.
+    let entries = parse_modules_dep(&text);
+    let listed: BTreeSet<&str> = entries.iter().map(|(p, _)| *p).collect();
+    let mut dep_problems = Vec::new();
+    for (path, deps) in &entries {
+        for f in std::iter::once(path).chain(deps.iter()) {
+            if f.starts_with('/') || f.split('/').any(|c| c == "..") {
+                dep_problems.push(format!("`{f}` is outside the module tree"));
+            } else if !mdir.join(f).is_file() {
+                dep_problems.push(format!("`{f}` is listed but missing"));
+            } else if f != path && !listed.contains(f) {
+                dep_problems.push(format!("`{f}` (needed by {path}) has no line of its own"));
+            }
+        }
+    }
+    dep_problems.dedup();
+    if dep_problems.is_empty() {
+        checks.ok(
+            &tag("modules.dep"),
+            format!(
+                "{} modules, every file and dependency present",
+                entries.len()
+            ),
+        );
+    } else {
+        checks.fail(
+            &tag("modules.dep"),
+            format!(
+                "{}: rebuild it with `depmod -b {root} {kver}`",
+                dep_problems.join("; ")
+            ),
+        );
+    }
+
+    let modules: Vec<Module> = entries
+        .iter()
+        .filter(|(p, _)| !p.starts_with('/') && !p.split('/').any(|c| c == ".."))
+        .map(|(p, _)| Module {
+            rel: p.to_string(),
+            info: modinfo::read(&mdir.join(p)).ok(),
+        })
+        .collect();
+    let by_name = |m: &str| {
+        let c = module_name_canonical(m);
+        entries.iter().find(|(p, _)| module_name_from_path(p) == c)
+    };
+
+    // The configured modules and what they need: the files a node loads.
+    let mut needed: BTreeSet<String> = BTreeSet::new();
+    if cfg.modules.is_empty() {
+        checks.warn(
+            &tag("modules"),
+            "none named (--module or --config): only the tree was checked",
+        );
+    }
+    for m in &cfg.modules {
+        match by_name(m) {
+            Some((path, deps)) => {
+                needed.insert(path.to_string());
+                needed.extend(deps.iter().map(|d| d.to_string()));
+                let info = modules
+                    .iter()
+                    .find(|x| x.rel == *path)
+                    .and_then(|x| x.info.as_ref());
+                // `.modinfo depends=` names what modules.dep could not
+                // resolve when depmod saw only the image's modules.
+                let from_host: Vec<&String> = info
+                    .map(|i| i.depends.iter().filter(|d| by_name(d).is_none()).collect())
+                    .unwrap_or_default();
+                let needs = if deps.is_empty() {
+                    String::new()
+                } else {
+                    format!(", needs {}", deps.join(" "))
+                };
+                checks.ok(&tag(&format!("module {m}")), format!("{path}{needs}"));
+                if !from_host.is_empty() {
+                    checks.warn(
+                        &tag(&format!("module {m}")),
+                        format!(
+                            "depends on {} (`.modinfo depends=`), not in the image: it loads only if the node's /lib/modules/{kver} has it",
+                            from_host.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+            None => {
+                let names: Vec<String> = entries
+                    .iter()
+                    .map(|(p, _)| module_name_from_path(p))
+                    .take(20)
+                    .collect();
+                checks.fail(
+                    &tag(&format!("module {m}")),
+                    format!(
+                        "not in {where_}/modules.dep (it lists: {})",
+                        if names.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+
+    // vermagic of every module file.
+    let mut bad = Vec::new();
+    for m in &modules {
+        match m.info.as_ref().map(|i| i.vermagic_release()) {
+            Some(Some(v)) if v == kver => {}
+            Some(Some(v)) => bad.push(format!("{} was built for {v}", m.rel)),
+            Some(None) => bad.push(format!("{} has no vermagic", m.rel)),
+            None => bad.push(format!("{} is not a readable module", m.rel)),
+        }
+    }
+    if bad.is_empty() {
+        checks.ok(
+            &tag("vermagic"),
+            format!("{} modules built for {kver}", modules.len()),
+        );
+    } else {
+        checks.fail(
+            &tag("vermagic"),
+            format!(
+                "{}: rebuild them against kernel {kver}'s headers",
+                bad.join("; ")
+            ),
+        );
+    }
+
+    // Firmware the modules ask for, in the image's firmware dir.
+    let fw_dir = cfg
+        .firmware_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_FIRMWARE_DIR.to_string());
+    let fw_root = tree.join("firmware");
+    let (mut missing_needed, mut missing_other, mut present) = (Vec::new(), Vec::new(), 0);
+    for m in &modules {
+        for f in m.info.iter().flat_map(|i| i.firmware.iter()) {
+            let ok = !f.starts_with('/')
+                && !f.split('/').any(|c| c == "..")
+                && fw_root.join(f).is_file();
+            if ok {
+                present += 1;
+            } else if needed.contains(&m.rel) || cfg.modules.is_empty() {
+                missing_needed.push(format!("{f} (for {})", m.rel));
+            } else {
+                missing_other.push(format!("{f} (for {})", m.rel));
+            }
+        }
+    }
+    if missing_needed.is_empty() {
+        checks.ok(
+            &tag("firmware"),
+            if present == 0 {
+                "no module asks for firmware".to_string()
+            } else {
+                format!("{present} files the modules ask for are in {fw_dir}")
+            },
+        );
+    } else {
+        checks.fail(
+            &tag("firmware"),
+            format!(
+                "missing from the image's {fw_dir}: {}: add them, or set firmware_dir to where the image has them",
+                missing_needed.join(", ")
+            ),
+        );
+    }
+    if !missing_other.is_empty() {
+        checks.warn(
+            &tag("firmware"),
+            format!(
+                "modules not configured ask for files not in {fw_dir}: {}",
+                missing_other.join(", ")
+            ),
+        );
+    }
+
+    // Signatures: say which; a node with Secure Boot refuses unsigned ones.
+    let (signed, unsigned): (Vec<&Module>, Vec<&Module>) = modules
+        .iter()
+        .filter(|m| m.info.is_some())
+        .partition(|m| m.info.as_ref().is_some_and(|i| i.signed));
+    if unsigned.is_empty() {
+        checks.ok(
+            &tag("signatures"),
+            format!("all {} modules signed", signed.len()),
+        );
+    } else {
+        checks.warn(
+            &tag("signatures"),
+            format!(
+                "unsigned: {}{}: nodes with Secure Boot or module.sig_enforce=1 refuse them",
+                unsigned
+                    .iter()
+                    .map(|m| m.rel.as_str())
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if signed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (signed: {})", signed.len())
+                }
+            ),
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! `kmm-day1-agent status` on stores written by the real `pull` (from
+//! umoci-built OCI layouts with Debian's modules) and on replace.json files
+//! as `replace` writes them: every state, text and JSON, and the exit codes
+//! docs/status.md defines.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod pull_common;
+mod verify_common;
+use pull_common::*;
+
+const CFG: &str = r#"
+image = "registry.test/acme/drv:v1"
+modules = ["vrf"]
+firmware_dir = "/firmware"
+[parameters]
+vrf = ["debug=1"]
+"#;
+
+fn status(node: &Node, kver: &str, sys: &Path, json: bool) -> Output {
+    let mut cmd = Command::new(AGENT);
+    cmd.arg("status")
+        .arg("--config-dir")
+        .arg(&node.config_dir)
+        .arg("--store")
+        .arg(&node.store)
+        .arg("--kernel-release")
+        .arg(kver)
+        .arg("--sys-root")
+        .arg(sys)
+        .env_remove("JOURNAL_STREAM");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.output().unwrap()
+}
+
+/// (exit code, JSON report, text report).
+fn both(node: &Node, kver: &str, sys: &Path) -> (i32, serde_json::Value, String) {
+    let j = status(node, kver, sys, true);
+    let t = status(node, kver, sys, false);
+    assert_eq!(j.status.code(), t.status.code(), "text and JSON agree");
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&j.stdout)));
+    assert_eq!(v["exit_code"], j.status.code().unwrap());
+    (
+        j.status.code().unwrap(),
+        v,
+        String::from_utf8_lossy(&t.stdout).into_owned(),
+    )
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn write_replace(node: &Node, kver: &str, result: &str, digest: &str, boot: &str, srcv: &str) {
+    let r = serde_json::json!({
+        "kernel": kver, "result": result, "message": format!("drv: {result}"),
+        "digest": digest, "removed": ["vrf"],
+        "loaded": if result == "loaded" {
+            serde_json::json!([{"name": "vrf", "path": "x/vrf.ko", "srcversion": srcv}])
+        } else { serde_json::json!([]) },
+        "boot_id": boot, "started": "2026-11-26T10:00:00Z",
+        "finished": "2026-11-26T10:00:01Z", "duration_ms": 420
+    });
+    fs::write(
+        node.store.join("drv/replace.json"),
+        serde_json::to_vec_pretty(&r).unwrap(),
+    )
+    .unwrap();
+}
+
+fn setup(tag: &str) -> Option<(Scratch, String, PathBuf, PathBuf)> {
+    if !tools() || !kmm_day1_tests::require_tool("modinfo") {
+        return None;
+    }
+    let (kver, debian) = kernel_tree()?;
+    let work = Scratch::new(tag);
+    let layout = work.0.join("layout");
+    verify_common::image(
+        &layout,
+        "v1",
+        &debian,
+        &kver,
+        &verify_common::MODULES,
+        &[("tehuti/bdx.bin", b"fw")],
+    );
+    Some((work, kver, debian, layout))
+}
+
+#[test]
+fn every_state_with_text_json_and_exit_code() {
+    let Some((work, kver, debian, layout)) = setup("states") else {
+        return;
+    };
+    let node = Node::new(&work.0, CFG);
+    // A /sys whose module dir has nothing loaded; `nosys` has no module dir.
+    let sys = work.0.join("sys");
+    fs::create_dir_all(sys.join("module")).unwrap();
+    let nosys = work.0.join("nosys");
+
+    // pending: nothing pulled yet.
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(v["configs"][0]["state"], "pending");
+    assert!(text.contains("drv: pending (degraded)"), "{text}");
+    assert!(
+        text.contains("next:     pull at next network-online"),
+        "{text}"
+    );
+
+    // pulled: the real pull published a tree; nothing loaded.
+    let out = node.pull(&kver, &layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = manifest_digest(&layout, "v1");
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 1, "{text}");
+    let c = &v["configs"][0];
+    assert_eq!(c["state"], "pulled");
+    assert_eq!(c["digest"], digest.as_str());
+    assert_eq!(c["source"], format!("oci:{}", layout.display()));
+    assert_eq!(c["image"], "registry.test/acme/drv:v1");
+    assert_eq!(c["last_pull"]["result"], "published");
+    assert!(c["last_pull"]["duration_ms"].as_u64().unwrap() > 0);
+    assert_eq!(
+        c["next_action"],
+        "swap at next boot (kmm-day1-replace.service)"
+    );
+    let want_srcv = verify_common::modinfo("srcversion", &debian.join(verify_common::MODULES[0]));
+    assert_eq!(c["modules"][0]["image_srcversion"], want_srcv.as_str());
+    assert_eq!(c["modules"][0]["parameters"], "debug=1");
+    assert_eq!(
+        c["modules"][0]["loaded_srcversion"],
+        serde_json::Value::Null
+    );
+    assert!(text.contains(&format!("digest:   {digest}")), "{text}");
+
+    // loaded, seen in /sys/module/vrf/srcversion.
+    fs::create_dir_all(sys.join("module/vrf")).unwrap();
+    fs::write(sys.join("module/vrf/srcversion"), format!("{want_srcv}\n")).unwrap();
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 0, "{text}");
+    let c = &v["configs"][0];
+    assert_eq!(c["state"], "loaded");
+    assert_eq!(c["modules"][0]["loaded_from"], "sysfs");
+    assert_eq!(c["next_action"], "none: up to date");
+    assert!(
+        text.starts_with(&format!("kernel {kver}: ok (exit 0)")),
+        "{text}"
+    );
+    // Another build of vrf running: not the stored one.
+    fs::write(
+        sys.join("module/vrf/srcversion"),
+        "0123456789ABCDEF0123456\n",
+    )
+    .unwrap();
+    assert_eq!(both(&node, &kver, &sys).1["configs"][0]["state"], "pulled");
+
+    // loaded, from replace.json when there is no /sys/module.
+    write_replace(&node, &kver, "loaded", &digest, &boot_id(), &want_srcv);
+    let (code, v, text) = both(&node, &kver, &nosys);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(v["configs"][0]["state"], "loaded");
+    assert_eq!(v["configs"][0]["modules"][0]["loaded_from"], "replace.json");
+    assert_eq!(v["configs"][0]["last_replace"]["this_boot"], true);
+    assert!(
+        text.contains("replace:  loaded at 2026-11-26T10:00:01Z, 0.4s, this boot"),
+        "{text}"
+    );
+
+    // rolled back this boot: failed (2); from an earlier boot: pulled (1).
+    write_replace(&node, &kver, "rolled-back", &digest, &boot_id(), "");
+    let (code, v, text) = both(&node, &kver, &nosys);
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(v["configs"][0]["state"], "rolled-back");
+    assert!(v["configs"][0]["next_action"]
+        .as_str()
+        .unwrap()
+        .starts_with("blocked:"));
+    write_replace(&node, &kver, "rolled-back", &digest, "another-boot", "");
+    let (code, v, _) = both(&node, &kver, &nosys);
+    assert_eq!(
+        (code, v["configs"][0]["state"].as_str()),
+        (1, Some("pulled"))
+    );
+    write_replace(&node, &kver, "failed", &digest, &boot_id(), "");
+    let (code, v, text) = both(&node, &kver, &nosys);
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(v["configs"][0]["state"], "failed");
+    assert!(text.contains("drv: failed (failed)"), "{text}");
+}
+
+#[test]
+fn failed_pull_guard_and_no_mapping() {
+    let Some((work, kver, _debian, layout)) = setup("guard") else {
+        return;
+    };
+    let sys = work.0.join("sys");
+    fs::create_dir_all(sys.join("module")).unwrap();
+
+    // A tag the layout does not have: the real pull fails, no tree.
+    let node = Node::new(
+        &work.0.join("a"),
+        "image = \"registry.test/acme/drv:v9\"\nmodules = [\"vrf\"]\n",
+    );
+    let out = node.pull(&kver, &layout, None);
+    assert!(!out.status.success());
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 2, "{text}");
+    let c = &v["configs"][0];
+    assert_eq!(c["state"], "failed");
+    assert_eq!(c["last_pull"]["result"], "failed");
+    assert!(
+        c["next_action"].as_str().unwrap().starts_with("retry pull"),
+        "{text}"
+    );
+
+    // The reboot guard: one reboot already counted for this kernel, the
+    // limit is one, and a new tree arrives. `systemctl` is a stub that
+    // records a call: the guard must stop before it.
+    let node = Node::new(
+        &work.0.join("b"),
+        "image = \"registry.test/acme/drv:v1\"\nmodules = [\"vrf\"]\n[pull]\nmax_reboots_per_kernel = 1\n",
+    );
+    fs::create_dir_all(node.store.join("drv")).unwrap();
+    fs::write(
+        node.store.join("drv/pull.json"),
+        format!(r#"{{"kernel":"{kver}","result":"up-to-date","reboots":{{"{kver}":1}}}}"#),
+    )
+    .unwrap();
+    let bin = work.0.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let stub = bin.join("systemctl");
+    fs::write(
+        &stub,
+        format!("#!/bin/sh\ntouch {}/called\nexit 1\n", work.0.display()),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&stub)
+        .status()
+        .unwrap();
+    let out = node
+        .command(&kver, None)
+        .arg("--oci-layout")
+        .arg(&layout)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        !work.0.join("called").exists(),
+        "systemctl reboot was called"
+    );
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 2, "{text}");
+    let c = &v["configs"][0];
+    assert_eq!(c["state"], "pulled");
+    assert_eq!(
+        (c["reboots"].as_u64(), c["max_reboots"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let next = c["next_action"].as_str().unwrap();
+    assert!(
+        next.starts_with("blocked: reboot guard reached (1 of 1 reboots")
+            && next.contains(&format!(
+                "`rm {}`",
+                node.store.join("drv/pull.json").display()
+            )),
+        "{next}"
+    );
+
+    // No kernel mapping for this kernel: nothing to do, ok.
+    let node = Node::new(
+        &work.0.join("c"),
+        "modules = [\"vrf\"]\n[[kernel_mappings]]\nliteral = \"5.14.0-1.el9.x86_64\"\nimage = \"registry.test/a:1\"\n",
+    );
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(v["configs"][0]["state"], "no-mapping");
+}
+
+/// The documented JSON fields (docs/status.md), no more, no fewer.
+#[test]
+fn json_shape_is_pinned() {
+    let Some((work, kver, _debian, layout)) = setup("shape") else {
+        return;
+    };
+    let node = Node::new(&work.0, CFG);
+    let out = node.pull(&kver, &layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    write_replace(
+        &node,
+        &kver,
+        "loaded",
+        &manifest_digest(&layout, "v1"),
+        &boot_id(),
+        "X",
+    );
+    let sys = work.0.join("sys");
+    fs::create_dir_all(sys.join("module")).unwrap();
+    let (_, v, _) = both(&node, &kver, &sys);
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(v["version"], 1);
+    assert_eq!(
+        keys(&v),
+        [
+            "boot_id",
+            "configs",
+            "exit_code",
+            "health",
+            "kernel",
+            "version"
+        ]
+    );
+    let c = &v["configs"][0];
+    assert_eq!(
+        keys(c),
+        [
+            "digest",
+            "error",
+            "health",
+            "image",
+            "kernel",
+            "last_pull",
+            "last_replace",
+            "max_reboots",
+            "modules",
+            "name",
+            "next_action",
+            "pulled_at",
+            "reboots",
+            "source",
+            "state",
+            "tree"
+        ]
+    );
+    assert_eq!(
+        keys(&c["modules"][0]),
+        [
+            "current",
+            "image_srcversion",
+            "loaded_from",
+            "loaded_srcversion",
+            "name",
+            "parameters"
+        ]
+    );
+    assert_eq!(
+        keys(&c["last_pull"]),
+        [
+            "duration_ms",
+            "finished",
+            "kernel",
+            "message",
+            "result",
+            "started"
+        ]
+    );
+    assert_eq!(
+        keys(&c["last_replace"]),
+        [
+            "duration_ms",
+            "finished",
+            "kernel",
+            "message",
+            "result",
+            "started",
+            "this_boot"
+        ]
+    );
+    // The documented shape is the one in docs/status.md.
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/status.md"))
+        .unwrap();
+    for k in keys(c).iter().chain(keys(&v).iter()) {
+        assert!(
+            doc.contains(&format!("`{k}`")),
+            "docs/status.md does not document `{k}`"
+        );
+    }
+}

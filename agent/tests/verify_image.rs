@@ -1,0 +1,196 @@
+//! `kmm-day1-agent verify` on umoci-built OCI layouts with Debian's real
+//! modules, and once against the real `docker-registry`: a good image
+//! passes every check; a wrong kernel, a missing module, a wrong vermagic
+//! and a missing firmware file each FAIL on their own line.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod pull_common;
+mod verify_common;
+use pull_common::*;
+
+fn verify(layout: Option<&Path>, image: &str, args: &[&str]) -> (i32, String) {
+    let mut cmd = Command::new(AGENT);
+    cmd.arg("verify").arg("--image").arg(image).args(args);
+    if let Some(l) = layout {
+        cmd.arg("--oci-layout").arg(l);
+    }
+    let out: Output = cmd.env_remove("JOURNAL_STREAM").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("verify: ")),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    (out.status.code().unwrap(), text)
+}
+
+fn fails(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("FAIL")).collect()
+}
+
+const MODS: [&str; 6] = [
+    "--module", "vrf", "--module", "tehuti", "--module", "macvtap",
+];
+
+#[test]
+fn good_image_passes_and_each_defect_fails_its_line() {
+    if !tools() || !kmm_day1_tests::require_tool("modinfo") {
+        return;
+    }
+    let Some((kver, debian)) = kernel_tree() else {
+        return;
+    };
+    let work = Scratch::new("verify");
+    let layout = work.0.join("layout");
+    let fw: &[(&str, &[u8])] = &[("tehuti/bdx.bin", b"fw")];
+    verify_common::image(&layout, "good", &debian, &kver, &verify_common::MODULES, fw);
+    let img = "registry.test/acme/drv:good";
+
+    // Good: every check ok, for the one kernel tree the image has.
+    let (code, text) = verify(Some(&layout), img, &MODS);
+    assert_eq!(code, 0, "{text}");
+    assert!(fails(&text).is_empty(), "{text}");
+    let digest = manifest_digest(&layout, "good");
+    for want in [
+        format!("ok   image: {img} is {digest}"),
+        format!("ok   kernels: {kver} under /opt/lib/modules"),
+        format!("ok   tree [{kver}]: /opt/lib/modules/{kver} present"),
+        format!("ok   modules.dep [{kver}]: 5 modules, every file and dependency present"),
+        format!(
+            "ok   module macvtap [{kver}]: extra/macvtap.ko, needs extra/macvlan.ko extra/tap.ko"
+        ),
+        format!("ok   vermagic [{kver}]: 5 modules built for {kver}"),
+        format!("ok   firmware [{kver}]: 1 files the modules ask for are in /firmware"),
+    ] {
+        assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+    }
+    // Debian signs its modules; the line says which, as kmod sees it.
+    let signer = verify_common::modinfo("signer", &debian.join(verify_common::MODULES[0]));
+    let sig_line = format!("ok   signatures [{kver}]: all 5 modules signed");
+    assert_eq!(text.contains(&sig_line), !signer.is_empty(), "{text}");
+    assert!(text.ends_with("0 FAIL\n"), "{text}");
+
+    // A wrong kernel: no tree for it.
+    let (code, text) = verify(Some(&layout), img, &["--kernel-release", "6.1.0-99-amd64"]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        fails(&text),
+        [format!("FAIL tree [6.1.0-99-amd64]: the image has no /opt/lib/modules/6.1.0-99-amd64 (its kernel trees: {kver}): build it for this kernel or fix kernel_mappings")]
+    );
+
+    // A missing module.
+    let (code, text) = verify(
+        Some(&layout),
+        img,
+        &["--kernel-release", &kver, "--module", "sfc"],
+    );
+    assert_eq!(code, 1, "{text}");
+    let f = fails(&text);
+    assert_eq!(f.len(), 1, "{text}");
+    assert!(
+        f[0].starts_with(&format!(
+            "FAIL module sfc [{kver}]: not in /opt/lib/modules/{kver}/modules.dep (it lists: "
+        )),
+        "{text}"
+    );
+
+    // A wrong vermagic: the modules sit in another kernel's tree.
+    verify_common::image(
+        &layout,
+        "vermagic",
+        &debian,
+        "6.1.0-99-amd64",
+        &verify_common::MODULES,
+        fw,
+    );
+    let (code, text) = verify(Some(&layout), "registry.test/acme/drv:vermagic", &MODS);
+    assert_eq!(code, 1, "{text}");
+    let f = fails(&text);
+    assert_eq!(f.len(), 1, "{text}");
+    assert!(
+        f[0].starts_with("FAIL vermagic [6.1.0-99-amd64]: extra/")
+            && f[0].contains(&format!("was built for {kver}"))
+            && f[0].ends_with("rebuild them against kernel 6.1.0-99-amd64's headers"),
+        "{text}"
+    );
+
+    // A missing firmware file.
+    verify_common::image(
+        &layout,
+        "nofw",
+        &debian,
+        &kver,
+        &verify_common::MODULES,
+        &[],
+    );
+    let (code, text) = verify(Some(&layout), "registry.test/acme/drv:nofw", &MODS);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(
+        fails(&text),
+        [format!("FAIL firmware [{kver}]: missing from the image's /firmware: tehuti/bdx.bin (for extra/tehuti.ko): add them, or set firmware_dir to where the image has them")]
+    );
+
+    // An image that cannot be read is one FAIL line too.
+    let (code, text) = verify(Some(&layout), "registry.test/acme/drv:absent", &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        fails(&text)[0].starts_with("FAIL image: resolving registry.test/acme/drv:absent"),
+        "{text}"
+    );
+}
+
+#[test]
+fn verifies_from_the_real_registry() {
+    use kmm_day1_tests::registry::{self, Registry, Setup};
+    if !tools() || !registry::tools_available() || !kmm_day1_tests::require_tool("skopeo") {
+        return;
+    }
+    let Some((kver, debian)) = kernel_tree() else {
+        return;
+    };
+    let work = Scratch::new("verify-reg");
+    let layout = work.0.join("layout");
+    let fw: &[(&str, &[u8])] = &[("tehuti/bdx.bin", b"fw")];
+    verify_common::image(&layout, "v1", &debian, &kver, &verify_common::MODULES, fw);
+    let reg = Registry::start(Setup::default()).unwrap();
+    run(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{}/acme/drv:v1", reg.host())));
+    let img = format!("{}/acme/drv:v1", reg.host());
+    let (code, text) = verify(
+        None,
+        &img,
+        &[
+            "--insecure",
+            "--module",
+            "tehuti",
+            "--kernel-release",
+            &kver,
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok   image: {img} is {} from {}/acme/drv",
+            manifest_digest(&layout, "v1"),
+            reg.host()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ok   module tehuti [{kver}]: extra/tehuti.ko")),
+        "{text}"
+    );
+}
