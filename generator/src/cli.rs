@@ -26,6 +26,18 @@ enum Command {
     /// (the verb of `oc kmm-day1 machineconfig …`).
     #[command(name = "machineconfig", visible_alias = "mc")]
     MachineConfig(Box<GenerateArgs>),
+    /// Check a driver image before a rollout (module trees, modules.dep,
+    /// vermagic, firmware, signatures): runs the embedded agent's `verify`;
+    /// `kmm-day1 verify --help` lists its options.
+    #[command(disable_help_flag = true)]
+    Verify {
+        /// Run this agent binary instead of the embedded one.
+        #[arg(long, value_name = "PATH")]
+        agent: Option<PathBuf>,
+        /// The agent's `verify` options (--image REF, --oci-layout DIR, …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "OPTIONS")]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Print a shell completion script (`make install` installs them).
     #[command(hide = true)]
     Completions {
@@ -77,6 +89,7 @@ impl Cli {
                 }
                 crate::generate::run(&args)
             }
+            Command::Verify { agent, args } => crate::verify::run(agent.as_deref(), &args),
             Command::Completions { shell } => {
                 crate::manual::completions(shell, &mut std::io::stdout().lock())
             }

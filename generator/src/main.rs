@@ -20,6 +20,8 @@ mod manual;
 mod output;
 /// MachineConfig size thresholds (etcd and `oc apply` limits).
 mod size;
+/// `verify`: the embedded agent's image checks, on this machine.
+mod verify;
 /// Writing the result: stdout, or a file replaced atomically.
 mod write;
 

@@ -1,0 +1,149 @@
+//! `kmm-day1 verify` runs the agent's `verify` (the agent the generator
+//! embeds, written to a temp file and executed): same lines, same exit
+//! code as `kmm-day1-agent verify`, from an OCI layout and from the real
+//! `docker-registry`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kmm_day1_tests::{require_tool, static_agent};
+
+#[path = "../../agent/tests/verify_common/mod.rs"]
+mod verify_common;
+
+const KMM_DAY1: &str = env!("CARGO_BIN_EXE_kmm-day1");
+
+fn out(o: &Output) -> (Option<i32>, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// The generator's verify; with `agent`, through `--agent` (a generator
+/// built without embedded agents).
+fn gen_verify(agent: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(KMM_DAY1);
+    cmd.arg("verify");
+    if let Some(a) = agent {
+        cmd.arg("--agent").arg(a);
+    }
+    cmd.args(args)
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn generator_verify_is_the_agents_verify() {
+    // The static agent `make test` builds is also the one the generator
+    // embeds; without it there is nothing to compare against.
+    let Some(agent) = static_agent("x86_64") else {
+        return;
+    };
+    if !cfg!(target_arch = "x86_64") || !require_tool("umoci") || !require_tool("depmod") {
+        return;
+    }
+    let Some((kver, debian)) = verify_common::debian_tree() else {
+        return;
+    };
+    let work = std::env::temp_dir().join(format!("kmm-day1-genverify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let layout = work.join("layout");
+    verify_common::image(
+        &layout,
+        "good",
+        &debian,
+        &kver,
+        &verify_common::MODULES,
+        &[("tehuti/bdx.bin", b"fw")],
+    );
+    verify_common::image(
+        &layout,
+        "nofw",
+        &debian,
+        &kver,
+        &verify_common::MODULES,
+        &[],
+    );
+    let l = layout.to_str().unwrap();
+
+    for (tag, code) in [("good", 0), ("nofw", 1)] {
+        let image = format!("registry.test/acme/drv:{tag}");
+        let args = [
+            "--image",
+            &image,
+            "--oci-layout",
+            l,
+            "--module",
+            "tehuti",
+            "--module",
+            "vrf",
+        ];
+        let mut direct = Command::new(&agent);
+        let want = out(&direct
+            .arg("verify")
+            .args(args)
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap());
+        assert_eq!(want.0, Some(code), "{}", want.1);
+        let embedded = gen_verify(None, &args);
+        let err = String::from_utf8_lossy(&embedded.stderr);
+        if err.contains("built without an embedded") {
+            // A generator built without KMM_DAY1_AGENT_X86_64: --agent.
+            assert!(!kmm_day1_tests::full_suite(), "{err}");
+        } else {
+            assert_eq!(out(&embedded), want, "{err}");
+        }
+        let via_flag = gen_verify(Some(&agent), &args);
+        assert_eq!(out(&via_flag), want);
+    }
+    // Options and help pass through to the agent.
+    let help = gen_verify(Some(&agent), &["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--oci-layout DIR"));
+    let bad = gen_verify(Some(&agent), &["--image", "x", "--bogus"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--bogus"));
+
+    // The real registry, through the generator.
+    use kmm_day1_tests::registry::{self, Registry, Setup};
+    if registry::tools_available() && require_tool("skopeo") {
+        let reg = Registry::start(Setup::default()).unwrap();
+        verify_common::run(
+            Command::new("skopeo")
+                .args([
+                    "--insecure-policy",
+                    "copy",
+                    "--quiet",
+                    "--dest-tls-verify=false",
+                ])
+                .arg(format!("oci:{l}:good"))
+                .arg(format!("docker://{}/acme/drv:v1", reg.host())),
+        );
+        let image = format!("{}/acme/drv:v1", reg.host());
+        let o = gen_verify(
+            Some(&agent),
+            &["--image", &image, "--insecure", "--module", "tehuti"],
+        );
+        let (code, text) = out(&o);
+        assert_eq!(
+            code,
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            text.contains(&format!("from {}/acme/drv", reg.host())),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ok   module tehuti [{kver}]")),
+            "{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
