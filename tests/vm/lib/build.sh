@@ -131,10 +131,10 @@ make_cpio() {
 }
 
 # The part of the initramfs every scenario shares. A scenario's own files go in
-# an uncompressed cpio placed *before* it: the kernel unpacks concatenated
-# archives, but does not find the start of one that follows a gzip member.
-# Nothing in a scenario's archive has a path in the base one, so order does
-# not decide any file's contents.
+# a gzip'd cpio placed *before* it (the kernel unpacks concatenated archives,
+# but does not find the start of an uncompressed one that follows a gzip
+# member). Nothing in a scenario's archive has a path in the base one, so
+# order does not decide any file's contents.
 build_base_initramfs() {
     local busybox=/bin/busybox
     if [[ ! -x $busybox ]] || ! file_is_static "$busybox"; then
