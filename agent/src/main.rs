@@ -40,13 +40,13 @@ mod replace;
 mod state;
 /// `status`: report what the agent did and will do.
 mod status;
-/// `verify`: check an image in a temporary directory, before a rollout.
-mod verify;
 /// The on-disk store shared by every phase.
 #[allow(dead_code)] // used by pull and replace as they land
 mod store;
 /// Which CAs a registry's certificate is checked against.
 mod tls;
+/// `verify`: check an image in a temporary directory, before a rollout.
+mod verify;
 
 use std::process::ExitCode;
 

@@ -35,7 +35,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         agent: Option<PathBuf>,
         /// The agent's `verify` options (--image REF, --oci-layout DIR, …).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "OPTIONS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "OPTIONS"
+        )]
         args: Vec<std::ffi::OsString>,
     },
     /// Print a shell completion script (`make install` installs them).
