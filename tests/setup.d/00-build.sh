@@ -9,6 +9,19 @@ for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 
+# The release agents are built smaller on nightly (agent/build-release.sh,
+# docs/size.md): std is rebuilt from rust-src. Machines of this kind carry a
+# nightly toolchain; without one the agents are built on stable, larger.
+if nightly=$(rustup run nightly rustc --print sysroot 2>/dev/null); then
+  [[ -d $nightly/lib/rustlib/src/rust/library ]] || rustup +nightly component add rust-src
+  # Only musl's crt objects and libc.a are taken from here; when a nightly
+  # has none for a target, build-release.sh uses the default toolchain's.
+  nightly_targets=$(rustup +nightly target list --installed)
+  grep -qx x86_64-unknown-linux-musl <<<"$nightly_targets" ||
+    rustup +nightly target add x86_64-unknown-linux-musl ||
+    echo "note: nightly has no x86_64-unknown-linux-musl std; using the default toolchain's musl objects"
+fi
+
 need=()
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
 command -v make >/dev/null || need+=(make)
