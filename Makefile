@@ -40,17 +40,18 @@ example: generator
 	$(GENERATOR) generate --config examples/sfc.toml --pool worker -o sfc-machineconfig.yaml
 	@echo "wrote sfc-machineconfig.yaml (apply with: oc create -f sfc-machineconfig.yaml)"
 
-lint:
+# Clippy builds the generator, whose build script embeds the agents: build them first.
+lint: agents
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit: agents
 	KMM_DAY1_FULL=1 $(CARGO) test --workspace --locked
 
-vm: agents
-	bash tests/vm/run
+vm: generator
+	KMM_DAY1_FULL=1 KMM_DAY1_GENERATOR=$(GENERATOR) bash tests/vm/run
 
-test: setup-test lint docs unit vm
+test: setup-test agents lint docs unit vm
 
 # The book (docs/book.toml, chapters docs/*.md) into target/book. The diagrams
 # are rendered from their Graphviz sources first; tests/docs.rs checks that
