@@ -196,6 +196,47 @@ fn every_state_with_text_json_and_exit_code() {
     assert_eq!(code, 2, "{text}");
     assert_eq!(v["configs"][0]["state"], "failed");
     assert!(text.contains("drv: failed (failed)"), "{text}");
+
+    // A module without srcversion (no MODULE_VERSION, like macvtap): this
+    // boot's replace.json listing it, and the kernel having it, say loaded.
+    let node = Node::new(
+        &work.0.join("nosrcv"),
+        "image = \"registry.test/acme/drv:v1\"\nmodules = [\"macvtap\"]\n",
+    );
+    let out = node.pull(&kver, &layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = serde_json::json!({
+        "kernel": kver, "result": "loaded", "message": "drv: loaded", "digest": digest,
+        "loaded": [{"name": "macvtap", "path": "x/macvtap.ko", "srcversion": null}],
+        "boot_id": boot_id(), "started": "2026-11-26T10:00:00Z", "finished": "2026-11-26T10:00:01Z"
+    });
+    fs::write(node.store.join("drv/replace.json"), r.to_string()).unwrap();
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(
+        (code, v["configs"][0]["state"].as_str()),
+        (1, Some("pulled")),
+        "{text}"
+    );
+    fs::create_dir_all(sys.join("module/macvtap")).unwrap();
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(
+        (code, v["configs"][0]["state"].as_str()),
+        (0, Some("loaded")),
+        "{text}"
+    );
+    assert_eq!(
+        v["configs"][0]["modules"][0]["image_srcversion"],
+        serde_json::Value::Null
+    );
+    // From a file without duration_ms (an older agent): null, and no time in the text.
+    assert_eq!(
+        v["configs"][0]["last_replace"]["duration_ms"],
+        serde_json::Value::Null
+    );
+    assert!(
+        text.contains("replace:  loaded at 2026-11-26T10:00:01Z, this boot"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -136,6 +136,35 @@ fn good_image_passes_and_each_defect_fails_its_line() {
         [format!("FAIL firmware [{kver}]: missing from the image's /firmware: tehuti/bdx.bin (for extra/tehuti.ko): add them, or set firmware_dir to where the image has them")]
     );
 
+    // Unsigned modules are a warning naming them, not a failure: the sign
+    // trailer (`scripts/sign-file`: signature, 12-byte `module_signature`
+    // ending in its big-endian length, magic) is cut off a copy of vrf.ko.
+    let signed = std::fs::read(debian.join(verify_common::MODULES[0])).unwrap();
+    let magic = b"~Module signature appended~\n";
+    assert!(signed.ends_with(magic), "Debian's vrf.ko is signed");
+    let info_end = signed.len() - magic.len();
+    let sig_len = u32::from_be_bytes(signed[info_end - 4..info_end].try_into().unwrap()) as usize;
+    let deb = work.0.join("unsigned");
+    let rel = verify_common::MODULES[0];
+    std::fs::create_dir_all(deb.join(rel).parent().unwrap()).unwrap();
+    std::fs::write(deb.join(rel), &signed[..info_end - 12 - sig_len]).unwrap();
+    assert_eq!(
+        verify_common::modinfo("signer", &deb.join(rel)),
+        "",
+        "kmod sees no signature"
+    );
+    verify_common::image(&layout, "unsigned", &deb, &kver, &[rel], &[]);
+    let (code, text) = verify(
+        Some(&layout),
+        "registry.test/acme/drv:unsigned",
+        &["--module", "vrf"],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("warn signatures [{kver}]: unsigned: extra/vrf.ko: nodes with Secure Boot or module.sig_enforce=1 refuse them")),
+        "{text}"
+    );
+
     // An image that cannot be read is one FAIL line too.
     let (code, text) = verify(Some(&layout), "registry.test/acme/drv:absent", &[]);
     assert_eq!(code, 1, "{text}");
