@@ -274,8 +274,7 @@ impl Registry {
                 }
                 match self.resolve_at(ep, image) {
                     Ok(r) => {
-                        // The run's summary line names the digest and source.
-                        log::debug!(
+                        log::info!(
                             "resolved {image} to {} ({} layers) from {}{}",
                             r.digest,
                             r.layers.len(),
@@ -1066,7 +1065,9 @@ fn descriptor(raw: RawDescriptor) -> Result<Descriptor> {
 
 /// An image manifest or index (OCI or Docker schema 2); the JSON
 /// `mediaType` wins over the Content-Type header, structure over both.
-fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
+// pub(crate) for the fuzz target that includes this file (fuzz/src/lib.rs).
+#[allow(private_interfaces)]
+pub(crate) fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
     let raw: RawManifest =
         serde_json::from_slice(bytes).map_err(|e| anyhow!("not a valid manifest: {e}"))?;
     let header_type =

@@ -542,6 +542,9 @@ fn registry_faults() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
+    if !hostile_common::tools() {
+        return;
+    }
     let s = Scratch::new("faults");
     use Fault::*;
     // (fault, what is injected, published?, stderr must contain)

@@ -659,6 +659,9 @@ fn hostile_layers_never_escape() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
+    if !hostile_common::tools() {
+        return;
+    }
     let s = Scratch::new("hostile");
     let canary_dir = s.0.join("canary");
     let canary = canary_dir.to_str().unwrap().to_string();

@@ -14,6 +14,13 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// The external tools these tests drive (missing ones fail the full suite).
+pub fn tools() -> bool {
+    ["gzip", "zstd", "sha256sum"]
+        .iter()
+        .all(|t| kmm_day1_tests::require_tool(t))
+}
+
 /// One ustar header (GNU magic when `gnu`), checksum computed.
 pub fn header(name: &[u8], kind: u8, mode: u32, size: u64, link: &[u8]) -> [u8; 512] {
     let mut h = [0u8; 512];
