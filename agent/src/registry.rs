@@ -274,7 +274,8 @@ impl Registry {
                 }
                 match self.resolve_at(ep, image) {
                     Ok(r) => {
-                        log::info!(
+                        // The run's summary line names the digest and source.
+                        log::debug!(
                             "resolved {image} to {} ({} layers) from {}{}",
                             r.digest,
                             r.layers.len(),
