@@ -28,13 +28,13 @@ struct Budget {
 const BUDGETS: [Budget; 2] = [
     Budget {
         arch: "x86_64",
-        binary: 1_625_000,
-        embedded: 1_180_000,
+        binary: 1_690_000,
+        embedded: 1_215_000,
     },
     Budget {
         arch: "aarch64",
-        binary: 1_340_000,
-        embedded: 1_180_000,
+        binary: 1_380_000,
+        embedded: 1_215_000,
     },
 ];
 
