@@ -25,6 +25,28 @@ elapsed() {
     awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 }
 
+# host_on_guest WORD OUT CMD…: in the background, runs CMD on the host once
+# the guest prints `kmmtest: host: WORD` on its console (OUT/serial.log), for a
+# scenario whose host side must change between two of the guest's steps (a
+# registry that comes back up). The guest waits for the effect itself.
+host_on_guest() {
+    local word=$1 out=$2
+    shift 2
+    (
+        until grep -aq "kmmtest: host: $word" "$out/serial.log" 2>/dev/null; do sleep 0.2; done
+        "$@"
+    ) &
+    echo $! >>"$out/host-watchers"
+}
+
+# Ends the watchers host_on_guest started (by their ids).
+host_watchers_stop() {
+    local out=$1 pid
+    [[ -f $out/host-watchers ]] || return 0
+    while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$out/host-watchers"
+    rm -f "$out/host-watchers"
+}
+
 find_agent() {
     local a=${KMM_DAY1_AGENT_X86_64:-}
     if [[ -z $a ]]; then

@@ -1,0 +1,54 @@
+# shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
+# The image is pushed, then the registry is stopped before the guest boots:
+# the node comes up with its registry down. The guest asks for it back
+# (host_on_guest) before its reboot; the registry then serves the same
+# storage on the same port, which is what the guest's forward points at.
+SCN_AGENT=1
+SCN_BOOTS=2
+SCN_DISK_MB=64
+
+scenario_prepare() {
+    local root=$1 out=$3
+    SCN_OUT=$out
+    registry_start "$out/registry"
+    SCN_NET_PORT=$REGISTRY_PORT
+    mkdir -p "$root/opt/kmmtest/expect" "$root/etc/kmm-day1"
+    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
+    oci_image "$out/image-src" "$out/oci" "$RELEASE"
+    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
+    cp "$out/digest" "$root/opt/kmmtest/expect/digest"
+    registry_stop
+    host_on_guest registry-up "$out" registry_again "$out" "$SCN_NET_PORT"
+    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
+image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
+in_tree_remove = ["dummy"]
+firmware_dir = "/firmware"
+
+[parameters]
+kmmtest_params = ["count=4", "label=late"]
+
+[pull]
+insecure = true
+TOML
+    # pull asks systemd for the reboot; record the request (no systemd here).
+    mkdir -p "$root/usr/local/bin"
+    cat >"$root/usr/local/bin/systemctl" <<'SH'
+#!/bin/sh
+echo "systemctl $*" >>/run/systemctl-requests
+SH
+    chmod 755 "$root/usr/local/bin/systemctl"
+}
+
+registry_again() {
+    registry_start "$1/registry" --port "$2"
+    echo "$REGISTRY_PID" >"$1/registry-again.pid"
+}
+
+scenario_cleanup() {
+    host_watchers_stop "$SCN_OUT"
+    if [[ -f $SCN_OUT/registry-again.pid ]]; then
+        kill "$(cat "$SCN_OUT/registry-again.pid")" 2>/dev/null || true
+    fi
+    registry_stop
+}
