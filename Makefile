@@ -15,7 +15,7 @@ export KMM_DAY1_AGENT_X86_64 := $(AGENT_X86)
 export KMM_DAY1_AGENT_AARCH64 := $(AGENT_ARM)
 export KMM_DAY1_GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-.PHONY: all setup-build setup-test agents generator example test lint unit vm docs install
+.PHONY: all setup-build setup-test agents generator example test lint unit vm docs install fuzz
 
 all: generator
 
@@ -51,7 +51,11 @@ unit: agents
 vm: generator
 	KMM_DAY1_FULL=1 KMM_DAY1_GENERATOR=$(GENERATOR) bash tests/vm/run
 
-test: setup-test agents lint docs unit vm
+test: setup-test agents lint docs unit vm fuzz
+
+# Each cargo-fuzz target of fuzz/ for FUZZ_SECONDS (25) seconds (docs/reliability.md).
+fuzz:
+	bash tests/fuzz/run
 
 # The book (docs/book.toml, chapters docs/*.md) into target/book. The diagrams
 # are rendered from their Graphviz sources first; tests/docs.rs checks that
