@@ -702,7 +702,7 @@ impl Client {
 /// [`READ_TIMEOUT`], or `KMM_DAY1_READ_TIMEOUT_SECS` when set: the fault
 /// tests stall a registry and should not wait 30 s each time
 /// (docs/reliability.md). Not in `--help`: nodes have no reason to change it.
-fn read_timeout() -> Duration {
+pub fn read_timeout() -> Duration {
     std::env::var("KMM_DAY1_READ_TIMEOUT_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -534,15 +534,23 @@ impl Registry {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // A socket read timeout surfaces as EAGAIN ("Resource
+                    // temporarily unavailable"): say what happened instead.
+                    let why = match e.kind() {
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                            format!("no data for {} s", crate::http::read_timeout().as_secs())
+                        }
+                        _ => e.to_string(),
+                    };
                     return Err(network(
                         ep,
                         format!(
-                            "{what}: connection lost after {} of {} bytes: {e}",
+                            "{what}: connection lost after {} of {} bytes: {why}",
                             offset + *written,
                             desc.size
                         ),
                     )
-                    .into())
+                    .into());
                 }
             };
             let mut chunk = &buf[..n];

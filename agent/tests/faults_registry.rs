@@ -573,7 +573,7 @@ fn registry_faults() {
             SlowDrip,
             "layer stalls after 10 bytes (read timeout 2 s)",
             true,
-            "connection lost after 10 of",
+            "bytes: no data for 2 s",
         ),
         (
             ContentLengthTooBig,
