@@ -1,23 +1,24 @@
 # shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
 # A systemd node whose first boot gets the generator's Ignition config (agent,
 # node config, units, presets) and the driver image in the host registry.
+# Three boots in one QEMU process: pull + reboot, swap, steady state.
 SCN_TIER=2
 SCN_AGENT=1
-SCN_BOOTS=2
-SCN_TIMEOUT=480
+SCN_BOOTS=3
+SCN_TIMEOUT=600
 
 scenario_prepare() {
     local root=$1 out=$3 o=$1/opt/kmmtest/overlay
     registry_start "$out/registry"
     SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$o/opt/kmmtest/expect"
-    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$o/opt/kmmtest/expect/fw_line"
+    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw kmmtest_dep kmmtest_user >"$o/opt/kmmtest/expect/fw_line"
     oci_image "$out/image-src" "$out/oci" "$RELEASE"
     push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
     cp "$out/digest" "$o/opt/kmmtest/expect/digest"
     cat >"$out/kmmtest.toml" <<TOML
 image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
+modules = ["dummy", "kmmtest_params", "kmmtest_fw", "kmmtest_user"]
 in_tree_remove = ["dummy"]
 firmware_dir = "/firmware"
 
