@@ -5,6 +5,9 @@ if ! { modprobe virtio_pci && modprobe virtio_blk && modprobe crc32c_generic && 
     kmt_fail "stage 1: loading the disk modules"
     kmt_finish
 fi
+# The in-tree driver is loaded before systemd starts, as a node's initramfs
+# loads its NIC driver: replace has to remove it, and a rollback to put it back.
+modprobe dummy || { kmt_fail "stage 1: loading the in-tree dummy"; kmt_finish; }
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do
     sleep 0.1

@@ -19,6 +19,18 @@ else
     kmt_match "and names the module that failed" kmmtest_fail "$(kmt_json $S/kmmtest/replace.json message)"
     kmt_check "dummy is loaded" kmt_loaded dummy
     kmt_eq "and it is the in-tree one" "<missing>" "$(kmt_read /sys/module/dummy/version)"
+    # systemd's modprobe.d sets numdummies=0: no dummy0; the driver works if
+    # it makes a link.
+    kmt_check "and working: it makes a dummy link" ip link add kmmtest0 type dummy
+    # The agent's lines, by its identifier: this unit runs before journald
+    # (no systemd initramfs here), so journald reads them after the process
+    # has exited and cannot attribute them to the unit (`journalctl -u` is
+    # empty here; on RHCOS journald already runs from the initramfs).
+    j=$(journalctl -b -t kmm-day1-agent --no-pager)
+    # shellcheck disable=SC2016 # the backquotes are the agent's
+    kmt_match "the agent's journal line names the failed module and the rollback" \
+        'loading `kmmtest_fail`.*rolled back: in-tree dummy reloaded.*the node is as before' "$j"
+    kmt_log "journalctl -u kmm-day1-replace.service has $(journalctl -b -u kmm-day1-replace.service -q --no-pager | wc -l) lines this boot"
     kmt_refuse "kmmtest_fail is not loaded" kmt_loaded kmmtest_fail
     # multi-user.target itself waits for this check unit; basic.target and
     # network-online.target come after the replace unit in the boot.
