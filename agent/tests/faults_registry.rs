@@ -734,6 +734,14 @@ fn registry_faults() {
             .env_remove("https_proxy")
             .env_remove("HTTPS_PROXY")
             .stdin(Stdio::null());
+        // Auth files readable by others are used, with a warning: all
+        // cases but one have a 0644 file; the 429 case's is 0600.
+        let private = fault == Status429Once;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if private { 0o600 } else { 0o644 };
+            fs::set_permissions(&auth, fs::Permissions::from_mode(mode)).unwrap();
+        }
         let run = run_agent(cmd);
         stop.store(true, Ordering::Relaxed);
         let tree = store.join("drv").join(&kver).join("current");
@@ -744,6 +752,12 @@ fn registry_faults() {
                 "exit ok {} published {published}, want {want_ok}",
                 run.ok
             ));
+        }
+        let warned = run
+            .stderr
+            .contains("is readable by group or others (mode 644); `chmod 600` it");
+        if warned == private {
+            problems.push(format!("auth file mode warning shown: {warned}"));
         }
         if !run.stderr.contains(want_msg) {
             problems.push(format!("output lacks `{want_msg}`"));
