@@ -781,11 +781,35 @@ fn registry_faults() {
                 problems.push(format!("left in the kernel dir: {left:?}"));
             }
         }
-        // Secrets: never in the output, never in a file of the store.
+        // Secrets: never in the output of pull or status, never in a file
+        // of the store.
+        let mut status = String::new();
+        for json in [false, true] {
+            let mut c = Command::new(AGENT);
+            c.arg("status")
+                .arg("--config-dir")
+                .arg(&etc)
+                .arg("--store")
+                .arg(&store)
+                .arg("--kernel-release")
+                .arg(&kver);
+            if json {
+                c.arg("--json");
+            }
+            let o = c.stdin(Stdio::null()).output().unwrap();
+            status.push_str(&String::from_utf8_lossy(&o.stdout));
+            status.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+        if !status.contains("acme/drv") {
+            problems.push(format!("status does not name the image:\n{status}"));
+        }
         let b64 = base64(&format!("{USER}:{PASSWORD}"));
         for secret in [PASSWORD, b64.as_str()] {
             if run.stderr.contains(secret) {
                 problems.push(format!("output shows `{secret}`"));
+            }
+            if status.contains(secret) {
+                problems.push(format!("status shows `{secret}`"));
             }
             for (p, bytes) in all_files(&store) {
                 if contains(&bytes, secret.as_bytes()) {
