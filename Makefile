@@ -46,7 +46,7 @@ lint: agents
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 unit: agents
-	KMM_DAY1_FULL=1 $(CARGO) test --workspace --locked
+	KMM_DAY1_FULL=1 $(CARGO) test --workspace --locked --no-fail-fast
 
 vm: generator
 	KMM_DAY1_FULL=1 KMM_DAY1_GENERATOR=$(GENERATOR) bash tests/vm/run
