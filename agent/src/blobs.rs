@@ -208,6 +208,23 @@ pub fn fetch(
             let fetched = src.fetch_blob(image, desc, have, &mut sink);
             // Keep what arrived for the next run to resume from.
             let flushed = sink.flush();
+            if disk_full(&fetched, &flushed) {
+                // Unless the disk is full: the partial file is then what
+                // fills it, and the run could not even record its result
+                // (pull.json). Free the space; the next run starts over.
+                drop(sink);
+                drop(file);
+                let _ = fs::remove_file(&partial);
+                let err = match (fetched, flushed) {
+                    (Err(e), _) => e,
+                    (Ok(_), Err(e)) => e.into(),
+                    (Ok(_), Ok(())) => io::Error::from(io::ErrorKind::StorageFull).into(),
+                };
+                return Err(err.context(format!(
+                    "downloading {label} ({}); the partial download was removed to free the space",
+                    desc.digest
+                )));
+            }
             if fetched.is_err() && sink.overflowed && have > 0 && attempt == 0 {
                 drop(sink);
                 file.set_len(0)?;
@@ -257,6 +274,15 @@ pub fn fetch(
         return Ok(done);
     }
     bail!("{label} ({}): could not be downloaded intact", desc.digest)
+}
+
+/// Whether a download failed because the store's filesystem is full.
+fn disk_full(fetched: &Result<u64>, flushed: &io::Result<()>) -> bool {
+    let full = |e: &io::Error| e.kind() == io::ErrorKind::StorageFull;
+    fetched.as_ref().is_err_and(|e| {
+        e.chain()
+            .any(|c| c.downcast_ref::<io::Error>().is_some_and(full))
+    }) || flushed.as_ref().is_err_and(full)
 }
 
 fn hash_prefix(mut file: &File, len: u64, ctx: &mut ring::digest::Context) -> io::Result<()> {

@@ -135,9 +135,9 @@ fn a_full_store_fails_cleanly_and_keeps_the_old_tree() {
     );
     let old = current(&store, &kver);
 
-    // 1 MiB: the download runs out of space (the partial blob stays for
-    // the next run to resume). 3 MiB: the 2 MiB layer completes, its 2 MiB
-    // of firmware do not fit beside it.
+    // 1 MiB: the download runs out of space (the partial blob is removed,
+    // so the state can be written). 3 MiB: the 2 MiB layer completes, its
+    // 2 MiB of firmware do not fit beside it.
     for (size, phase) in [("1m", "downloading"), ("3m", "extracting")] {
         mnt.resize(size);
         let out = pull(work, &store, &kver, &b);
@@ -149,6 +149,19 @@ fn a_full_store_fails_cleanly_and_keeps_the_old_tree() {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("No space left on device"), "{phase}: {err}");
         assert_eq!(current(&store, &kver), old, "{phase}: the old tree changed");
+        // The result is recorded (a partial blob filling the disk would
+        // keep pull.json from being written: it is removed).
+        let state: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.join("drv/pull.json")).unwrap()).unwrap();
+        assert_eq!(state["result"], "failed", "{phase}: {state}");
+        assert!(
+            state["message"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device"),
+            "{phase}: {state}"
+        );
+        assert!(!err.contains("pull.json"), "{phase}: {err}");
         let kdir = store.join("drv").join(&kver);
         let temp: Vec<_> = fs::read_dir(&kdir)
             .unwrap()
