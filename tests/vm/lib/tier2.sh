@@ -127,7 +127,10 @@ UNIT
     # Enabled like the agent's units: by presets applied on the first boot.
     printf 'enable kmmtest-check.service\nenable systemd-networkd-wait-online.service\n' \
         >"$o/etc/systemd/system-preset/10-kmmtest.preset"
-    printf '[Match]\nType=ether\n\n[Network]\nAddress=10.0.2.15/24\n' >"$o/etc/systemd/network/10-kmmtest.network"
+    # Only the virtio NIC: dummy0 (the in-tree dummy stage 1 loads) is an
+    # ether link too, and the same address on it stole the route to the
+    # registry in one run out of three.
+    printf '[Match]\nDriver=virtio_net\n\n[Network]\nAddress=10.0.2.15/24\n' >"$o/etc/systemd/network/10-kmmtest.network"
     echo dummy >"$o/etc/modules-load.d/kmmtest-dummy.conf"
 }
 
