@@ -126,8 +126,19 @@ pub struct RegistryOptions {
 }
 
 impl RegistryOptions {
-    /// The node's defaults, with the config's pull options.
+    /// The node's defaults, with the config's pull options and the TLS
+    /// choice of the kernel mapping that matched (`resolved`).
     pub fn for_node(resolved: &Resolved, cfg: &NodeConfig, deadline: Instant) -> Self {
+        RegistryOptions {
+            insecure: resolved.insecure,
+            insecure_skip_tls_verify: resolved.insecure_skip_tls_verify,
+            ..Self::node_defaults(cfg, deadline)
+        }
+    }
+
+    /// The node's paths (containers-registries.conf(5), certs.d) with the
+    /// config's `[pull]` options.
+    pub fn node_defaults(cfg: &NodeConfig, deadline: Instant) -> Self {
         RegistryOptions {
             auth_files: cfg.pull.auth_files.iter().map(PathBuf::from).collect(),
             registries_conf: PathBuf::from("/etc/containers/registries.conf"),
@@ -137,8 +148,8 @@ impl RegistryOptions {
                 PathBuf::from("/etc/containers/certs.d"),
             ],
             extra_ca_dir: cfg.pull.ca_dir.as_ref().map(PathBuf::from),
-            insecure: resolved.insecure,
-            insecure_skip_tls_verify: resolved.insecure_skip_tls_verify,
+            insecure: cfg.pull.insecure,
+            insecure_skip_tls_verify: cfg.pull.insecure_skip_tls_verify,
             platform: Platform::host(),
             deadline,
         }

@@ -234,28 +234,17 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
 }
 
 fn registry_options(cfg: &NodeConfig) -> RegistryOptions {
-    let mut auth_files: Vec<PathBuf> = cfg.pull.auth_files.iter().map(PathBuf::from).collect();
+    let mut opts = RegistryOptions::node_defaults(cfg, Instant::now() + Duration::from_secs(600));
     // A workstation's own logins (podman, docker), after the config's.
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        auth_files.push(PathBuf::from(d).join("containers/auth.json"));
+        opts.auth_files
+            .push(PathBuf::from(d).join("containers/auth.json"));
     }
     if let Some(h) = std::env::var_os("HOME") {
-        auth_files.push(PathBuf::from(h).join(".docker/config.json"));
+        opts.auth_files
+            .push(PathBuf::from(h).join(".docker/config.json"));
     }
-    RegistryOptions {
-        auth_files,
-        registries_conf: PathBuf::from("/etc/containers/registries.conf"),
-        registries_conf_d: PathBuf::from("/etc/containers/registries.conf.d"),
-        certs_dirs: vec![
-            PathBuf::from("/etc/docker/certs.d"),
-            PathBuf::from("/etc/containers/certs.d"),
-        ],
-        extra_ca_dir: cfg.pull.ca_dir.as_ref().map(PathBuf::from),
-        insecure: cfg.pull.insecure,
-        insecure_skip_tls_verify: cfg.pull.insecure_skip_tls_verify,
-        platform: Platform::host(),
-        deadline: Instant::now() + Duration::from_secs(600),
-    }
+    opts
 }
 
 /// Extract `kver`'s tree and the firmware dir into `dest`, as `pull` would.
