@@ -154,6 +154,17 @@ fn the_book_builds() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "mdbook build failed:\n{log}");
+    // mdBook warns, without failing, about e.g. an unclosed HTML tag (a
+    // `<placeholder>` outside code) that swallows the rest of a page.
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "mdbook warnings:\n{}",
+        warnings.join("\n")
+    );
     for page in [
         "troubleshooting.html",
         "getting-started.html",
