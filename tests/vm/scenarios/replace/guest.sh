@@ -39,3 +39,14 @@ kmt_run "a second replace succeeds" $A replace
 kmt_eq "and records that everything was already loaded" already-loaded "$(kmt_json $STATE result)"
 kmt_eq "the out-of-tree dummy was loaded once, not reloaded" 1 "$(kmt_inits 'dummy: out-of-tree kmm-day1-test build')"
 kmt_eq "dummy is still the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"
+
+# What an administrator sees through `oc debug node/…` after the swap: the
+# text and the JSON of status, on the real kernel (its output is in the
+# serial log).
+kmt_run "status exits 0 on a swapped node" $A status
+kmt_match "status says the config is loaded and up to date" 'kmmtest: loaded \(ok\)' "$KMT_OUT"
+kmt_match "status shows the running srcversion from sysfs" 'running [0-9A-F]+ \(sysfs\)' "$KMT_OUT"
+kmt_run "status --json exits 0" $A status --json
+printf '%s' "$KMT_OUT" >/tmp/status.json
+kmt_eq "status --json: state" loaded "$(kmt_json /tmp/status.json state)"
+kmt_eq "status --json: health" ok "$(kmt_json /tmp/status.json health)"
