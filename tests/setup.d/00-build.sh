@@ -11,7 +11,13 @@ done
 
 # The release agents are built smaller on nightly (agent/build-release.sh,
 # docs/size.md): std is rebuilt from rust-src. Machines of this kind carry a
-# nightly toolchain; without one the agents are built on stable, larger.
+# nightly toolchain; elsewhere (a workstation with only stable) one is
+# installed, since the stable-built agent is too large for a MachineConfig.
+# If even that fails, the agents are built on stable, larger, with a note.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+  rustup toolchain install nightly --profile minimal --component rust-src ||
+    echo "note: could not install a nightly toolchain; the agents will be built on stable (too large to embed, docs/size.md)"
+fi
 if nightly=$(rustup run nightly rustc --print sysroot 2>/dev/null); then
   [[ -d $nightly/lib/rustlib/src/rust/library ]] || rustup +nightly component add rust-src
   # Only musl's crt objects and libc.a are taken from here; when a nightly
