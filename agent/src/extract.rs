@@ -45,6 +45,8 @@ pub struct Filter {
 pub struct Caps {
     pub max_entries: u64,
     pub max_bytes: u64,
+    /// Decompressed tar bytes read, across all layers (limits.max_tar_bytes).
+    pub max_tar_bytes: u64,
 }
 
 /// What extraction saw and wrote.
@@ -53,6 +55,8 @@ pub struct Summary {
     pub entries: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Decompressed tar bytes read so far, selected or not.
+    pub tar_bytes: u64,
     /// Names of the dirs under `<module_root>/lib/modules/` in any layer.
     pub kernels_seen: BTreeSet<String>,
     /// Entries skipped, with why (also logged as warnings).
@@ -149,7 +153,15 @@ impl Extractor {
     /// Apply one uncompressed layer tar.
     pub fn apply(&mut self, reader: impl Read) -> Result<()> {
         self.this_layer.clear();
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = tar::Archive::new(Bounded {
+            inner: reader,
+            left: self
+                .caps
+                .max_tar_bytes
+                .saturating_sub(self.summary.tar_bytes),
+            cap: self.caps.max_tar_bytes,
+            read: 0,
+        });
         for entry in archive.entries().context("reading the layer tar")? {
             let mut entry = entry.context("reading the layer tar")?;
             self.summary.entries += 1;
@@ -162,6 +174,7 @@ impl Extractor {
             let raw = entry.path_bytes().into_owned();
             self.entry(&raw, &mut entry)?;
         }
+        self.summary.tar_bytes += archive.into_inner().read;
         Ok(())
     }
 
@@ -653,3 +666,37 @@ impl<R: BufRead> Read for ZstdFrames<R> {
 
 #[cfg(test)]
 mod tests;
+
+/// A layer's decompressed tar stream, cut off once the image as a whole has
+/// produced `limits.max_tar_bytes`: the download cap bounds compressed bytes
+/// only, and a small gzip or zstd stream can inflate without end.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    cap: u64,
+    read: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more tells a stream that ends exactly at the cap
+            // from one that goes on.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(format!(
+                    "the image's layers decompress to more than {} bytes (limits.max_tar_bytes)",
+                    self.cap
+                ))),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}

@@ -456,6 +456,7 @@ fn extract_and_publish(
         Caps {
             max_entries: cfg.limits.max_entries,
             max_bytes: cfg.limits.max_extract_bytes,
+            max_tar_bytes: cfg.limits.max_tar_bytes,
         },
     );
     let n = layers.len();

@@ -271,6 +271,7 @@ fn extract(
         Caps {
             max_entries: cfg.limits.max_entries,
             max_bytes: cfg.limits.max_extract_bytes,
+            max_tar_bytes: cfg.limits.max_tar_bytes,
         },
     );
     let n = paths.len();

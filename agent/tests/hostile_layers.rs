@@ -626,6 +626,24 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             }],
         ),
+        case(
+            "gzip bomb outside the selected dirs, over limits.max_tar_bytes",
+            Reject("limits.max_tar_bytes"),
+            vec![Layer {
+                data: zero_bomb("gzip", "usr/bomb", 64 << 20),
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            }],
+        )
+        .limits("max_tar_bytes = 33554432"),
+        case(
+            "zstd bomb outside the selected dirs, over limits.max_tar_bytes",
+            Reject("limits.max_tar_bytes"),
+            vec![Layer {
+                data: zero_bomb("zstd", "usr/bomb", 64 << 20),
+                media_type: "application/vnd.oci.image.layer.v1.tar+zstd".into(),
+            }],
+        )
+        .limits("max_tar_bytes = 33554432"),
     ];
     for c in &mut v {
         if !c.no_base {

@@ -140,6 +140,10 @@ pub struct Limits {
     pub max_extract_bytes: u64,
     /// Tar entries read across all layers.
     pub max_entries: u64,
+    /// Bytes of layer tar streams after decompression, across all layers.
+    /// Entries outside the module tree and firmware dir are read and dropped
+    /// but count too: a decompression bomb there must not run unbounded.
+    pub max_tar_bytes: u64,
 }
 
 impl Default for Limits {
@@ -148,6 +152,7 @@ impl Default for Limits {
             max_download_bytes: 4 << 30,
             max_extract_bytes: 4 << 30,
             max_entries: 200_000,
+            max_tar_bytes: 16 << 30,
         }
     }
 }
@@ -394,6 +399,7 @@ impl NodeConfig {
         if self.limits.max_entries == 0
             || self.limits.max_extract_bytes == 0
             || self.limits.max_download_bytes == 0
+            || self.limits.max_tar_bytes == 0
         {
             return Err(invalid(
                 "limits",

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let caps = Caps {
         max_entries: 10_000,
         max_bytes: 16 << 20,
+        max_tar_bytes: 64 << 20,
     };
     let mut x = Extractor::new(&dest, &filter, caps);
     if x.apply_blob(&layer, "").is_ok() {

@@ -123,6 +123,7 @@ impl Drop for Scratch {
 const CAPS: Caps = Caps {
     max_entries: 1000,
     max_bytes: 1 << 20,
+    max_tar_bytes: 1 << 30,
 };
 
 fn run(s: &Scratch, layers: &[Vec<u8>]) -> Result<Summary> {
@@ -410,6 +411,7 @@ fn caps_reject_the_image() {
     let mut x = s.extractor(Caps {
         max_entries: 3,
         max_bytes: 100,
+        ..CAPS
     });
     let e = format!("{:#}", x.apply(&l[..]).unwrap_err());
     assert!(e.contains("more than 3 tar entries"), "{e}");
@@ -420,9 +422,39 @@ fn caps_reject_the_image() {
     let mut x = s.extractor(Caps {
         max_entries: 100,
         max_bytes: 10,
+        ..CAPS
     });
     let e = format!("{:#}", x.apply(&l[..]).unwrap_err());
     assert!(e.contains("exceed 10 bytes"), "{e}");
+}
+
+/// Bytes outside the selected dirs are read and dropped, but they count
+/// against limits.max_tar_bytes across layers: a bomb there is cut off.
+#[test]
+fn decompressed_bytes_are_capped_across_layers_even_when_not_selected() {
+    let s = Scratch::new("tarcap");
+    let zeros = "0".repeat(64 << 10);
+    let l = Layer::new().file("usr/big", &zeros).bytes();
+    // One layer fits under twice its size; the second goes over the total.
+    let cap = l.len() as u64 * 3 / 2;
+    let mut x = s.extractor(Caps {
+        max_tar_bytes: cap,
+        ..CAPS
+    });
+    x.apply(&l[..]).unwrap();
+    let e = format!("{:#}", x.apply(&l[..]).unwrap_err());
+    assert!(
+        e.contains(&format!(
+            "decompress to more than {cap} bytes (limits.max_tar_bytes)"
+        )),
+        "{e}"
+    );
+    // A stream that ends exactly at the cap is fine.
+    let mut x = s.extractor(Caps {
+        max_tar_bytes: l.len() as u64,
+        ..CAPS
+    });
+    x.apply(&l[..]).unwrap();
 }
 
 #[test]
