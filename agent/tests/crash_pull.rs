@@ -17,23 +17,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
-use pull_common::{kernel_tree, snapshot, Scratch, AGENT};
+use pull_common::{kernel_tree, snapshot, Node, Scratch};
 
-fn pull(work: &Path, kver: &str, layout: &Path) -> Command {
-    let mut c = Command::new(AGENT);
-    c.arg("pull")
-        .arg("--config-dir")
-        .arg(work.join("etc"))
-        .arg("--store")
-        .arg(work.join("store"))
-        .arg("--kernel-release")
-        .arg(kver)
-        .arg("--no-reboot")
+/// `pull --oci-layout` with the node's dirs (pull_common's command), its
+/// stderr kept for the assertions and stdout dropped.
+fn pull(node: &Node, kver: &str, layout: &Path) -> Command {
+    let mut c = node.command(kver, None);
+    c.arg("--no-reboot")
         .arg("--oci-layout")
         .arg(layout)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
@@ -84,8 +76,7 @@ fn kill_9_at_random_moments_never_leaves_a_mixed_tree() {
     }
     let s = Scratch::new("crash");
     let work = &s.0;
-    fs::create_dir_all(work.join("etc")).unwrap();
-    fs::write(work.join("etc/drv.toml"), CONFIG).unwrap();
+    let node = Node::new(work, CONFIG);
     // A fresh image per round (a tree already in the store would just be
     // made current again, without download or extraction).
     let layout = |n: u8| {
@@ -95,7 +86,7 @@ fn kill_9_at_random_moments_never_leaves_a_mixed_tree() {
     };
     let first = layout(0);
     let t = Instant::now();
-    let out = pull(work, &kver, &first).output().unwrap();
+    let out = pull(&node, &kver, &first).output().unwrap();
     let clean = t.elapsed();
     assert!(
         out.status.success(),
@@ -124,7 +115,7 @@ fn kill_9_at_random_moments_never_leaves_a_mixed_tree() {
         let old = current(work, &kver).expect("a tree is always current");
         let l = layout(round);
         let delay = Duration::from_micros(next() % (clean.as_micros() as u64 * 11 / 10).max(1));
-        let mut child = pull(work, &kver, &l).spawn().unwrap();
+        let mut child = pull(&node, &kver, &l).spawn().unwrap();
         std::thread::sleep(delay);
         let killed = child.try_wait().unwrap().is_none();
         let _ = child.kill(); // SIGKILL
@@ -132,7 +123,7 @@ fn kill_9_at_random_moments_never_leaves_a_mixed_tree() {
         let after = current(work, &kver).expect("current vanished after kill -9");
 
         // The rerun completes the replacement and cleans up.
-        let out = pull(work, &kver, &l).output().unwrap();
+        let out = pull(&node, &kver, &l).output().unwrap();
         assert!(
             out.status.success(),
             "{}",

@@ -19,12 +19,11 @@ mod hostile_common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use hostile_common::{
     base_layer, inventory, store_violations, write_layout, zero_bomb, Layer, Tar, CONFIG,
 };
-use pull_common::{kernel_tree, stderr, Scratch, AGENT};
+use pull_common::{kernel_tree, stderr, Node, Scratch};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
@@ -654,24 +653,6 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
     v
 }
 
-fn pull(work: &Path, kver: &str, layout: &Path) -> std::process::Output {
-    Command::new(AGENT)
-        .arg("pull")
-        .arg("--config-dir")
-        .arg(work.join("etc"))
-        .arg("--store")
-        .arg(work.join("store"))
-        .arg("--kernel-release")
-        .arg(kver)
-        .arg("--no-reboot")
-        .arg("--oci-layout")
-        .arg(layout)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn hostile_layers_never_escape() {
     let Some((kver, modules)) = kernel_tree() else {
@@ -694,12 +675,11 @@ fn hostile_layers_never_escape() {
     let mut failures = Vec::new();
     for (i, c) in all.into_iter().enumerate() {
         let work = s.0.join(format!("case-{i}"));
-        fs::create_dir_all(work.join("etc")).unwrap();
         let mut cfg = CONFIG.to_string();
         if !c.limits.is_empty() {
             cfg.push_str(&format!("[limits]\n{}\n", c.limits));
         }
-        fs::write(work.join("etc/drv.toml"), cfg).unwrap();
+        let node = Node::new(&work, &cfg);
         fs::create_dir_all(canary_dir.join("dir")).unwrap();
         fs::write(canary_dir.join("shadow"), b"root:secret").unwrap();
         fs::write(canary_dir.join("dir/keep"), b"keep").unwrap();
@@ -707,7 +687,7 @@ fn hostile_layers_never_escape() {
         write_layout(&layout, "v1", &c.layers);
         let mut watched = inventory(&s.0);
         watched.retain(|p, _| !p.starts_with(work.join("store")) && !p.starts_with(&layout));
-        let out = pull(&work, &kver, &layout);
+        let out = node.pull(&kver, &layout, None);
         let err = stderr(&out);
         let mut after = inventory(&s.0);
         after.retain(|p, _| !p.starts_with(work.join("store")) && !p.starts_with(&layout));
