@@ -12,6 +12,15 @@
 //! datagram of the journal's native protocol, so it carries `PRIORITY` and
 //! any `KMM_DAY1_*` fields; if the socket is unusable the line goes to stderr
 //! with a `<N>` prefix, which journald also turns into a priority.
+//!
+//! Each datagram also names our unit in `OBJECT_SYSTEMD_UNIT`. journald ties
+//! a datagram to a unit by the sender's cgroup, read when it processes the
+//! datagram; the replace unit runs before journald on a node without a
+//! systemd initramfs and exits within milliseconds, so by then the cgroup is
+//! gone and `_SYSTEMD_UNIT` is missing. `journalctl -u` and `systemctl
+//! status` also match `OBJECT_SYSTEMD_UNIT` on messages from root (`_UID=0`,
+//! which journald takes from the socket's credentials, not from us), so the
+//! lines show there either way, with their `KMM_DAY1_*` fields.
 
 use std::fmt;
 use std::io::Write;
@@ -68,7 +77,8 @@ pub enum Priority {
 
 #[derive(Debug)]
 enum Sink {
-    Journal(UnixDatagram),
+    /// The native socket, and the unit to name in `OBJECT_SYSTEMD_UNIT`.
+    Journal(UnixDatagram, Option<String>),
     /// `<N>`-prefixed stderr: journald without the native socket.
     PrefixedStderr,
     /// A person at a terminal.
@@ -82,7 +92,7 @@ fn sink() -> &'static Sink {
             return Sink::Stderr;
         }
         match UnixDatagram::unbound() {
-            Ok(s) if s.connect(journal_socket()).is_ok() => Sink::Journal(s),
+            Ok(s) if s.connect(journal_socket()).is_ok() => Sink::Journal(s, own_unit()),
             _ => Sink::PrefixedStderr,
         }
     })
@@ -107,6 +117,26 @@ fn stderr_is_journal() -> bool {
     meta.is_ok_and(|m| dev.parse() == Ok(m.dev()) && ino.parse() == Ok(m.ino()))
 }
 
+/// The service we run in, from our cgroup (`0::/system.slice/x.service`),
+/// read at the first message while the process is surely alive.
+fn own_unit() -> Option<String> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    unit_of_cgroups(&cgroups).map(str::to_owned)
+}
+
+/// The innermost `.service` of the unified hierarchy's line (cgroup v2), or
+/// of the `name=systemd` line on a legacy hierarchy.
+fn unit_of_cgroups(cgroups: &str) -> Option<&str> {
+    cgroups
+        .lines()
+        .filter_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            (controllers.is_empty() || controllers == "name=systemd").then_some(path)
+        })
+        .find_map(|path| path.rsplit('/').find(|c| c.ends_with(".service")))
+}
+
 /// Log one message with extra journal fields (upper-case names, e.g.
 /// `KMM_DAY1_CONFIG`); on stderr the fields are not shown.
 pub fn send(priority: Priority, fields: &[(&str, &str)], args: fmt::Arguments<'_>) {
@@ -115,8 +145,11 @@ pub fn send(priority: Priority, fields: &[(&str, &str)], args: fmt::Arguments<'_
     }
     let message = args.to_string();
     match sink() {
-        Sink::Journal(sock) => {
-            let datagram = journal_datagram(priority, fields, &message);
+        Sink::Journal(sock, unit) => {
+            let mut datagram = journal_datagram(priority, fields, &message);
+            if let Some(unit) = unit {
+                push_field(&mut datagram, "OBJECT_SYSTEMD_UNIT", unit);
+            }
             if sock.send(&datagram).is_err() {
                 stderr_line(true, priority, &message);
             }
@@ -151,17 +184,21 @@ fn journal_datagram(priority: Priority, fields: &[(&str, &str)], message: &str) 
         ("SYSLOG_IDENTIFIER", IDENTIFIER),
     ];
     for (name, value) in fixed.iter().chain(fields) {
-        out.extend_from_slice(name.as_bytes());
-        if value.contains('\n') {
-            out.push(b'\n');
-            out.extend_from_slice(&(value.len() as u64).to_le_bytes());
-        } else {
-            out.push(b'=');
-        }
-        out.extend_from_slice(value.as_bytes());
-        out.push(b'\n');
+        push_field(&mut out, name, value);
     }
     out
+}
+
+fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    if value.contains('\n') {
+        out.push(b'\n');
+        out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    } else {
+        out.push(b'=');
+    }
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'\n');
 }
 
 /// Send one datagram to a journal socket at `path` (tests bind their own).
@@ -235,5 +272,25 @@ mod tests {
             "{got}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unit_comes_from_the_cgroup_file() {
+        let v2 = "0::/system.slice/kmm-day1-replace.service\n";
+        assert_eq!(unit_of_cgroups(v2), Some("kmm-day1-replace.service"));
+        // Legacy hierarchy: the controllers' lines come first.
+        let v1 = "12:memory:/system.slice/kmm-day1-pull.service\n\
+                  1:name=systemd:/system.slice/kmm-day1-pull.service\n";
+        assert_eq!(unit_of_cgroups(v1), Some("kmm-day1-pull.service"));
+        // A sub-cgroup of a delegated service still names the service.
+        let nested = "0::/system.slice/x.service/payload\n";
+        assert_eq!(unit_of_cgroups(nested), Some("x.service"));
+        // A login session or a container: no service to name.
+        assert_eq!(
+            unit_of_cgroups("0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
+        assert_eq!(unit_of_cgroups("0::/\n"), None);
+        assert_eq!(unit_of_cgroups(""), None);
     }
 }

@@ -28,8 +28,8 @@ swapped() {
     kmt_eq "replace.json says loaded" loaded "$(kmt_json $S/kmmtest/replace.json result)"
     kmt_eq "from the pulled digest" "$(cat $E/digest)" "$(kmt_json $S/kmmtest/replace.json digest)"
     kmt_eq "dummy is the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"
-    kmt_match "replace removed the in-tree dummy stage 1 had loaded" 'removed \[dummy\], loaded \[dummy, ' \
-        "$(journalctl -b -t kmm-day1-agent --no-pager)"
+    kmt_match "journalctl -u kmm-day1-replace: removed the in-tree dummy stage 1 had loaded" \
+        'removed \[dummy\], loaded \[dummy, ' "$(journalctl -b -u kmm-day1-replace.service --no-pager)"
     t_rep=$(mono 'systemd\[1\]: Finished kmm-day1-replace\.service')
     t_pre=$(mono 'systemd\[1\]: Reached target network-pre\.target')
     t_nd=$(mono 'systemd\[1\]: Start(ing|ed) systemd-networkd\.service')

@@ -22,15 +22,15 @@ else
     # systemd's modprobe.d sets numdummies=0: no dummy0; the driver works if
     # it makes a link.
     kmt_check "and working: it makes a dummy link" ip link add kmmtest0 type dummy
-    # The agent's lines, by its identifier: this unit runs before journald
-    # (no systemd initramfs here), so journald reads them after the process
-    # has exited and cannot attribute them to the unit (`journalctl -u` is
-    # empty here; on RHCOS journald already runs from the initramfs).
-    j=$(journalctl -b -t kmm-day1-agent --no-pager)
+    # This unit runs before journald here (no systemd initramfs): journald
+    # reads the agent's lines after it has exited, so only the agent's own
+    # OBJECT_SYSTEMD_UNIT field ties them to the unit for `journalctl -u`.
+    j=$(journalctl -b -u kmm-day1-replace.service --no-pager)
     # shellcheck disable=SC2016 # the backquotes are the agent's
-    kmt_match "the agent's journal line names the failed module and the rollback" \
+    kmt_match "journalctl -u kmm-day1-replace names the failed module and the rollback" \
         'loading `kmmtest_fail`.*rolled back: in-tree dummy reloaded.*the node is as before' "$j"
-    kmt_log "journalctl -u kmm-day1-replace.service has $(journalctl -b -u kmm-day1-replace.service -q --no-pager | wc -l) lines this boot"
+    kmt_match "and the line carries the config and outcome fields" 'KMM_DAY1_CONFIG=kmmtest' \
+        "$(journalctl -b -u kmm-day1-replace.service -o verbose --no-pager MESSAGE_ID=19f395db49a942f0a0c31f30e8241d18)"
     kmt_refuse "kmmtest_fail is not loaded" kmt_loaded kmmtest_fail
     # multi-user.target itself waits for this check unit; basic.target and
     # network-online.target come after the replace unit in the boot.
