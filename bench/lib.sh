@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by bench/run and bench/*.sh (sourced, not executed).
 #
 # Every section appends rows to "$BENCH_ROWS" with bench_row; bench/run prints
