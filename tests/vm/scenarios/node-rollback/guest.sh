@@ -29,6 +29,8 @@ else
     # shellcheck disable=SC2016 # the backquotes are the agent's
     kmt_match "journalctl -u kmm-day1-replace names the failed module and the rollback" \
         'loading `kmmtest_fail`.*rolled back: in-tree dummy reloaded.*the node is as before' "$j"
+    kmt_match "systemctl status kmm-day1-replace shows it too" 'rolled back: in-tree dummy reloaded' \
+        "$(systemctl status kmm-day1-replace.service --no-pager -l -n 20)"
     kmt_match "and the line carries the config and outcome fields" 'KMM_DAY1_CONFIG=kmmtest' \
         "$(journalctl -b -u kmm-day1-replace.service -o verbose --no-pager MESSAGE_ID=19f395db49a942f0a0c31f30e8241d18)"
     kmt_refuse "kmmtest_fail is not loaded" kmt_loaded kmmtest_fail
