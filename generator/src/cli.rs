@@ -290,4 +290,11 @@ pub struct GenerateArgs {
     /// Write here (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
+
+    // ---- size check ----
+    /// The pool's current rendered MachineConfig (`oc get mc rendered-<pool>-<hash> -o json`,
+    /// `-` for stdin): say whether the pool still fits under 1.5 MiB with this MachineConfig
+    /// merged in, and refuse (writing nothing) when it does not.
+    #[arg(long, value_name = "FILE.json", help_heading = "Size check")]
+    pub rendered: Option<PathBuf>,
 }

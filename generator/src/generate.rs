@@ -7,7 +7,7 @@ use kmm_day1_config::NodeConfig;
 
 use crate::cli::{Format, GenerateArgs};
 use crate::ignition::{self, Payload};
-use crate::{agent, input, output, size, write};
+use crate::{agent, fit, input, output, size, write};
 
 /// Stands in for the pool when only the size of a would-be MachineConfig is
 /// needed (Ignition output has no pool); its length barely matters.
@@ -18,6 +18,14 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if args.worker_image.is_some() {
         crate::warn("--worker-image is ignored: the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot");
     }
+    // Bad --rendered input fails before the (slow) compression of the agent.
+    let rendered = match &args.rendered {
+        Some(_) if matches!(args.format, Format::Config | Format::DisruptionPolicy) => bail!(
+            "--rendered needs an output that installs the agent: use --format machineconfig, butane or ignition"
+        ),
+        Some(path) => Some(fit::load(path)?),
+        None => None,
+    };
     let all = input::load(args)?;
     for l in &all {
         for w in &l.warnings {
@@ -84,6 +92,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
 
     let mut notes: Vec<String> = Vec::new();
+    if let Some(rendered) = &rendered {
+        notes.extend(check_fit(rendered, &docs)?);
+    }
     for d in &docs {
         if let Some(n) = d.mc_bytes {
             for note in size::check(n, d.pool.as_deref().unwrap_or(SIZE_PROBE_POOL))? {
@@ -129,6 +140,8 @@ struct Rendered {
     text: String,
     /// Size of its MachineConfig, for formats that carry the agent.
     mc_bytes: Option<usize>,
+    /// Its Ignition config, for `--rendered`.
+    ignition: Option<serde_json::Value>,
     mc_name: Option<String>,
     pool: Option<String>,
 }
@@ -166,10 +179,10 @@ fn one(args: &GenerateArgs, loaded: &input::Loaded) -> Result<Rendered> {
         (f, i) => f.or(i),
     };
 
-    let (text, mc_bytes, mc_name) = match args.format {
-        Format::Config => (toml.clone(), None, None),
+    let (text, mc_bytes, mc_name, ignition) = match args.format {
+        Format::Config => (toml.clone(), None, None, None),
         // Rendered for all documents together by the caller.
-        Format::DisruptionPolicy => (String::new(), None, None),
+        Format::DisruptionPolicy => (String::new(), None, None, None),
         Format::Machineconfig | Format::Butane | Format::Ignition => {
             let agent = agent::load(args.arch, args.agent.as_deref())?;
             let payload = Payload {
@@ -193,15 +206,38 @@ fn one(args: &GenerateArgs, loaded: &input::Loaded) -> Result<Rendered> {
                 ),
                 _ => ignition::to_json(&ign),
             };
-            (text, Some(mc.len()), Some(mc_name))
+            let ign_json = serde_json::to_value(&ign)
+                .context("internal error: the Ignition config does not serialise")?;
+            (text, Some(mc.len()), Some(mc_name), Some(ign_json))
         }
     };
     Ok(Rendered {
         text,
         mc_bytes,
+        ignition,
         mc_name,
         pool,
     })
+}
+
+/// `--rendered`: the notes to print, or the refusal when the pool would not fit.
+fn check_fit(rendered: &fit::Rendered, docs: &[Rendered]) -> Result<Vec<String>> {
+    let ours: Vec<serde_json::Value> = docs.iter().filter_map(|d| d.ignition.clone()).collect();
+    if let Some(pool) = rendered.pool() {
+        for d in docs {
+            if let Some(p) = d.pool.as_deref().filter(|p| *p != pool) {
+                crate::warn(&format!(
+                    "--rendered {} is pool `{pool}`'s, but this MachineConfig is for pool `{p}`",
+                    rendered.name()
+                ));
+            }
+        }
+    }
+    let what = match ours.len() {
+        1 => "this MachineConfig".to_string(),
+        n => format!("these {n} MachineConfigs"),
+    };
+    rendered.report(&rendered.merge(&ours), &what)
 }
 
 fn resolve_pool(

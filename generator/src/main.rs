@@ -8,6 +8,8 @@ mod agent;
 mod cli;
 /// `data:` URL encoding of file contents: plain, base64 or gzip+base64.
 mod encode;
+/// `--rendered`: the pool's rendered MachineConfig with ours merged in.
+mod fit;
 /// `generate`: input → validated node config → the requested output.
 mod generate;
 /// The Ignition config (spec 3.2.0 / 3.4.0), files and units only.

@@ -27,7 +27,7 @@ pub fn check(mc_bytes: usize, pool: &str) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     if mc_bytes > WARN_ABOVE {
         notes.push(format!(
-            "warning: the MachineConfig is {} (above 768 KiB); the pool's rendered MachineConfig must stay below 1.5 MiB: check it with `oc get mc -o name | grep rendered-{pool}-` and `oc get mc rendered-{pool}-<hash> -o json | wc -c`",
+            "warning: the MachineConfig is {} (above 768 KiB); the pool's rendered MachineConfig must stay below 1.5 MiB: check it with `oc get mc rendered-{pool}-<hash> -o json | kmm-day1 generate … --rendered -` (`oc get mc -o name | grep rendered-{pool}-` finds the name)",
             kib(mc_bytes)
         ));
     }

@@ -134,7 +134,7 @@ fn large_output_warns_between_thresholds() {
         lines[1].starts_with("warning: ") && lines[1].contains("rendered-worker-"),
         "{lines:?}"
     );
-    assert!(lines[1].contains("wc -c"), "{lines:?}");
+    assert!(lines[1].contains("--rendered -"), "{lines:?}");
     assert!(lines[2].contains("oc apply --server-side"), "{lines:?}");
     assert_eq!(lines.len(), 3);
     std::fs::remove_dir_all(&dir).unwrap();
