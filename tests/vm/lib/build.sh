@@ -70,8 +70,9 @@ build_vmlinux() {
 # The in-tree modules the guest needs, with their dependencies, as a module
 # tree of its own with depmod's indexes (the agent reads modules.dep and
 # modules.builtin from /lib/modules/<release> to put in-tree modules back).
+# $1: another list of module names (bench/vm.sh adds what podman needs).
 build_module_subset() {
-    local list=$VM_DIR/lib/guest-modules.list
+    local list=${1:-$VM_DIR/lib/guest-modules.list}
     MODS=$KDIR/mods-$(hash_of "$list" "$RELEASE")
     [[ -d $MODS ]] && return
     log "building the in-tree module subset for $RELEASE"
