@@ -664,38 +664,169 @@ impl Client {
         Ok(Stream::Tls(Box::new(s)))
     }
 
+    #[inline(never)]
     fn tls_error(&self, authority: &str, e: &io::Error) -> HttpError {
         let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
         match inner {
             Some(rustls::Error::InvalidCertificate(c)) => {
-                let dirs: Vec<String> = self
-                    .tls
-                    .ca_dirs(authority)
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect();
-                let advice = match c {
-                    rustls::CertificateError::UnknownIssuer
-                    | rustls::CertificateError::BadSignature => format!(
-                        "add the registry's CA certificate as a *.crt file in {}",
-                        dirs.join(" or ")
-                    ),
-                    rustls::CertificateError::NotValidForName
-                    | rustls::CertificateError::NotValidForNameContext { .. } => {
-                        "use the host name the certificate was issued for".to_string()
-                    }
-                    _ => format!(
-                        "fix the registry's certificate or add its CA as a *.crt file in {}",
-                        dirs.join(" or ")
-                    ),
+                let dirs = || {
+                    let dirs: Vec<String> = self
+                        .tls
+                        .ca_dirs(authority)
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect();
+                    dirs.join(" or ")
                 };
+                let (reason, advice) = certificate_problem(c, dirs);
                 HttpError::Certificate(format!(
-                    "{authority}: TLS certificate not trusted ({c:?}): {advice}"
+                    "{authority}: TLS certificate not trusted ({reason}): {advice}"
                 ))
             }
-            Some(other) => HttpError::Tls(format!("{authority}: TLS handshake failed: {other}")),
+            Some(other) => HttpError::Tls(format!(
+                "{authority}: TLS handshake failed: {}",
+                handshake_problem(other, authority)
+            )),
             None => io_error(authority, e),
         }
+    }
+}
+
+/// Why a registry's certificate was refused and what to do about it, in our
+/// own words: rustls' texts for these are `Debug` renderings (enum variant
+/// names, `IpAddress(V4(…))`) that the release build does not keep.
+#[inline(never)]
+fn certificate_problem(
+    c: &rustls::CertificateError,
+    dirs: impl Fn() -> String,
+) -> (String, String) {
+    use rustls::CertificateError as C;
+    let add_ca = || {
+        format!(
+            "add the registry's CA certificate as a *.crt file in {}",
+            dirs()
+        )
+    };
+    let fix = || {
+        format!(
+            "fix the registry's certificate or add its CA as a *.crt file in {}",
+            dirs()
+        )
+    };
+    let renew = "renew the registry's certificate, or correct the node's clock if it is wrong";
+    match c {
+        C::UnknownIssuer => ("issued by an unknown CA".into(), add_ca()),
+        C::BadSignature => ("its signature does not verify".into(), add_ca()),
+        C::NotValidForName => (
+            "not issued for this host name".into(),
+            "use the host name the certificate was issued for".into(),
+        ),
+        C::NotValidForNameContext { presented, .. } => {
+            // webpki renders SANs as `DnsName("a")` / `IpAddress(1.2.3.4)`.
+            let names: Vec<&str> = presented
+                .iter()
+                .map(|n| {
+                    n.strip_prefix("DnsName(\"")
+                        .and_then(|n| n.strip_suffix("\")"))
+                        .or_else(|| {
+                            n.strip_prefix("IpAddress(")
+                                .and_then(|n| n.strip_suffix(')'))
+                        })
+                        .unwrap_or(n)
+                })
+                .collect();
+            let reason = if names.is_empty() {
+                "it names no host in subjectAltName".to_string()
+            } else {
+                format!("it is issued for {}", names.join(", "))
+            };
+            (
+                reason,
+                "use the host name the certificate was issued for".into(),
+            )
+        }
+        C::Expired => ("expired".into(), renew.into()),
+        C::ExpiredContext { time, not_after } => (
+            format!(
+                "expired: valid until {} (UNIX time), the node's clock says {}",
+                not_after.as_secs(),
+                time.as_secs()
+            ),
+            renew.into(),
+        ),
+        C::NotValidYet => ("not valid yet".into(), renew.into()),
+        C::NotValidYetContext { time, not_before } => (
+            format!(
+                "not valid yet: valid from {} (UNIX time), the node's clock says {}",
+                not_before.as_secs(),
+                time.as_secs()
+            ),
+            renew.into(),
+        ),
+        C::Revoked => ("revoked".into(), fix()),
+        C::BadEncoding => ("malformed".into(), fix()),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => (
+            "not issued for TLS server authentication (extended key usage)".into(),
+            fix(),
+        ),
+        C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => (
+            "signed with an algorithm the agent does not accept".into(),
+            "sign it with RSA (2048-8192 bits), ECDSA P-256/P-384 or Ed25519".into(),
+        ),
+        C::UnhandledCriticalExtension => (
+            "it has a critical extension the agent does not understand".into(),
+            fix(),
+        ),
+        C::Other(e) => (e.to_string(), fix()),
+        other => (other.to_string(), fix()),
+    }
+}
+
+/// A failed handshake that is not about the certificate, with what the
+/// registry side has to offer for the agent to connect.
+#[inline(never)]
+fn handshake_problem(e: &rustls::Error, authority: &str) -> String {
+    use rustls::{AlertDescription as A, Error as E, PeerIncompatible as P};
+    const OFFER: &str =
+        "the agent offers TLS 1.3 and 1.2 with AES-GCM and ECDHE over X25519, P-256 or P-384";
+    match e {
+        E::AlertReceived(A::HandshakeFailure | A::InsufficientSecurity) => {
+            format!("the registry refused every cipher suite the agent offers ({OFFER})")
+        }
+        E::AlertReceived(A::ProtocolVersion) => {
+            format!("the registry speaks neither TLS 1.3 nor 1.2 ({OFFER})")
+        }
+        E::AlertReceived(A::UnrecognisedName) => {
+            "the registry does not serve this host name (SNI): use the name its certificate is issued for".into()
+        }
+        E::AlertReceived(A::CertificateRequired | A::NoCertificate) => {
+            "the registry requires a client certificate, which the agent does not support"
+                .into()
+        }
+        E::AlertReceived(a) => format!(
+            "the registry ended the handshake with TLS alert {}",
+            u8::from(*a)
+        ),
+        E::PeerIncompatible(
+            P::NoCipherSuitesInCommon
+            | P::NoKxGroupsInCommon
+            | P::ServerDoesNotSupportTls12Or13
+            | P::ServerTlsVersionIsDisabledByOurConfig
+            | P::NoSignatureSchemesInCommon,
+        ) => format!("the registry has no TLS parameters in common with the agent ({OFFER})"),
+        E::PeerIncompatible(_) => format!("the registry's TLS is incompatible with the agent ({OFFER})"),
+        E::PeerMisbehaved(_) | E::DecryptError | E::PeerSentOversizedRecord => {
+            "the registry broke the TLS protocol".into()
+        }
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => format!(
+            "the answer is not TLS (is {authority} a TLS server? set `insecure` for plain HTTP)"
+        ),
+        E::NoCertificatesPresented => "the registry sent no certificate".into(),
+        E::General(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -841,5 +972,58 @@ mod tests {
         assert_eq!(p.for_url(&https).unwrap().0.authority(), "proxy:3128");
         let none = Proxy::new(None, None, None);
         assert!(none.for_url(&https).is_none());
+    }
+
+    #[test]
+    fn tls_failures_are_told_in_our_words() {
+        use rustls::pki_types::{ServerName, UnixTime};
+        use rustls::CertificateError as C;
+        use std::time::Duration;
+        let dirs = || "/etc/docker/certs.d/r:5000".to_string();
+        let (reason, advice) = certificate_problem(&C::UnknownIssuer, dirs);
+        assert_eq!(reason, "issued by an unknown CA");
+        assert_eq!(
+            advice,
+            "add the registry's CA certificate as a *.crt file in /etc/docker/certs.d/r:5000"
+        );
+        // webpki's own rendering of the names in the certificate.
+        let wrong_name = C::NotValidForNameContext {
+            expected: ServerName::try_from("10.0.2.100").unwrap(),
+            presented: vec![
+                "IpAddress(127.0.0.1)".into(),
+                "DnsName(\"registry.test\")".into(),
+            ],
+        };
+        let (reason, advice) = certificate_problem(&wrong_name, dirs);
+        assert_eq!(reason, "it is issued for 127.0.0.1, registry.test");
+        assert_eq!(advice, "use the host name the certificate was issued for");
+        let expired = C::ExpiredContext {
+            time: UnixTime::since_unix_epoch(Duration::from_secs(2000)),
+            not_after: UnixTime::since_unix_epoch(Duration::from_secs(1000)),
+        };
+        let (reason, advice) = certificate_problem(&expired, dirs);
+        assert_eq!(
+            reason,
+            "expired: valid until 1000 (UNIX time), the node's clock says 2000"
+        );
+        assert!(advice.contains("node's clock"), "{advice}");
+
+        let refused = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+        assert!(
+            handshake_problem(&refused, "r:5000")
+                .starts_with("the registry refused every cipher suite"),
+            "{}",
+            handshake_problem(&refused, "r:5000")
+        );
+        let other = rustls::Error::AlertReceived(rustls::AlertDescription::AccessDenied);
+        assert_eq!(
+            handshake_problem(&other, "r:5000"),
+            "the registry ended the handshake with TLS alert 49"
+        );
+        let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert_eq!(
+            handshake_problem(&plain, "r:5000"),
+            "the answer is not TLS (is r:5000 a TLS server? set `insecure` for plain HTTP)"
+        );
     }
 }

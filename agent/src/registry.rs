@@ -527,8 +527,8 @@ impl Registry {
                     return Err(other(
                         ep,
                         format!(
-                            "{what}: asked for bytes from {pos}, got Content-Range {:?}",
-                            resp.header("content-range")
+                            "{what}: asked for bytes from {pos}, got Content-Range `{}`",
+                            resp.header("content-range").unwrap_or("(none)")
                         ),
                     )
                     .into());
@@ -656,7 +656,7 @@ impl Registry {
                     url = origin.join(&api_path).unwrap_or_else(|| origin.clone());
                     continue;
                 }
-                Err(e) => return Err(http_error(ep, &url, what, e)),
+                Err(e) => return Err(http_error(ep, what, e)),
             };
             match resp.status {
                 200..=299 => return Ok(resp),
@@ -797,7 +797,7 @@ impl Registry {
                 let mut tresp = self
                     .http
                     .send("GET", &token_url, &headers, skip)
-                    .map_err(|e| http_error(ep, &token_url, &what, e))?;
+                    .map_err(|e| http_error(ep, &what, e))?;
                 match tresp.status {
                     200 => {}
                     401 | 403 => {
@@ -860,18 +860,16 @@ fn network(ep: &Endpoint, detail: String) -> RegistryError {
     }
 }
 
-fn http_error(ep: &Endpoint, url: &Url, what: &str, e: HttpError) -> RegistryError {
+fn http_error(ep: &Endpoint, what: &str, e: HttpError) -> RegistryError {
     match e {
         HttpError::Certificate(d) => RegistryError::Tls {
             endpoint: ep.name(),
             detail: format!("{what}: {d}"),
         },
+        // The message says when the peer may speak plain HTTP (http.rs).
         HttpError::Tls(d) => RegistryError::Tls {
             endpoint: ep.name(),
-            detail: format!(
-                "{what}: {d} (is {} a TLS server? set `insecure` for plain HTTP)",
-                url.authority()
-            ),
+            detail: format!("{what}: {d}"),
         },
         HttpError::Network(d) | HttpError::Protocol(d) => network(ep, format!("{what}: {d}")),
     }
