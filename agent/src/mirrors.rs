@@ -13,17 +13,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use kmm_day1_config::read::{self, ReadError, TableRef, Value};
 use kmm_day1_config::ImageRef;
-use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ConfFile {
-    registry: Vec<RegistryEntry>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default)]
 struct RegistryEntry {
     prefix: String,
     location: String,
@@ -33,12 +26,50 @@ struct RegistryEntry {
     mirror: Vec<MirrorEntry>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
+#[derive(Debug, Clone, Default)]
 struct MirrorEntry {
     location: String,
     insecure: bool,
     pull_from_mirror: String,
+}
+
+/// The `[[registry]]` entries of one file; keys this reader does not use
+/// are ignored, as the containers tools ignore unknown ones.
+fn registry_entries(text: &str) -> Result<Vec<RegistryEntry>, ReadError> {
+    let doc = read::parse(text)?;
+    let Some(list) = doc.root().get("registry") else {
+        return Ok(Vec::new());
+    };
+    let string = |t: &TableRef<'_, '_>, key| Ok(t.opt(key, read::string)?.unwrap_or_default());
+    let boolean = |t: &TableRef<'_, '_>, key| Ok(t.opt(key, read::boolean)?.unwrap_or_default());
+    read::array(list)?
+        .iter()
+        .map(|r: &Value<'_>| {
+            let r = read::table(r, "a [[registry]] table")?;
+            let mirror = match r.get("mirror") {
+                None => Vec::new(),
+                Some(list) => read::array(list)?
+                    .iter()
+                    .map(|m| {
+                        let m = read::table(m, "a [[registry.mirror]] table")?;
+                        Ok(MirrorEntry {
+                            location: string(&m, "location")?,
+                            insecure: boolean(&m, "insecure")?,
+                            pull_from_mirror: string(&m, "pull-from-mirror")?,
+                        })
+                    })
+                    .collect::<Result<_, ReadError>>()?,
+            };
+            Ok(RegistryEntry {
+                prefix: string(&r, "prefix")?,
+                location: string(&r, "location")?,
+                insecure: boolean(&r, "insecure")?,
+                blocked: boolean(&r, "blocked")?,
+                mirror_by_digest_only: boolean(&r, "mirror-by-digest-only")?,
+                mirror,
+            })
+        })
+        .collect()
 }
 
 /// Where one pull attempt goes: a registry host and repository in it.
@@ -95,14 +126,11 @@ impl Mirrors {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", f.display())),
             };
-            let parsed: ConfFile = toml::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {}",
-                    f.display(),
-                    e.message().trim_end().replace('\n', " ")
-                )
+            let parsed = registry_entries(&text).map_err(|e| {
+                let (line, col) = e.line_col(&text);
+                anyhow::anyhow!("{}:{line}:{col}: {}", f.display(), e.message)
             })?;
-            for mut r in parsed.registry {
+            for mut r in parsed {
                 if r.prefix.is_empty() {
                     r.prefix = r.location.clone();
                 }
@@ -386,7 +414,25 @@ pull-from-mirror = "tag-only"
             "{e}"
         );
         let e = load("[[registry]\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("registries.conf"), "{e}");
+        assert!(e.contains("registries.conf:1:"), "{e}");
+        // A wrong type is named with its place; unknown keys are ignored.
+        let e = load(
+            "unqualified-search-registries = [\"q.io\"]\n[[registry]]\nprefix = \"q.io\"\nshort-name-mode = \"x\"\n[[registry.mirror]]\nlocation = \"m.io\"\ninsecure = \"yes\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("registries.conf:7:12: invalid type: string \"yes\", expected a boolean"),
+            "{e}"
+        );
+        let e = load("registry = { prefix = \"q.io\" }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("registries.conf:1:12: invalid type: map, expected a sequence"),
+            "{e}"
+        );
     }
 
     #[test]

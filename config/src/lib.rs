@@ -7,13 +7,14 @@
 
 pub mod image;
 pub mod kernel;
+pub mod read;
 pub mod units;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub use image::ImageRef;
 pub use kernel::KernelVars;
@@ -58,7 +59,7 @@ pub enum ConfigError {
 }
 
 /// What the agent does once a new tree is in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterPull {
     /// Reboot so the replace unit swaps the module early in the next boot,
@@ -73,31 +74,29 @@ pub enum AfterPull {
 
 /// One `[[kernel_mappings]]` entry, with KMM's semantics: the first entry whose
 /// `literal` equals, or whose `regexp` matches, the kernel release wins.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct KernelMapping {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub literal: Option<String>,
     /// Unanchored, as KMM's (Go) `regexp.MatchString`; anchor with `^…$`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub regexp: Option<String>,
     /// Overrides the top-level `image` for the kernels this entry matches.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Overrides the top-level `in_tree_remove`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub in_tree_remove: Option<Vec<String>>,
     /// Overrides `pull.insecure` for this entry's registry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
     /// Overrides `pull.insecure_skip_tls_verify`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_skip_tls_verify: Option<bool>,
 }
 
 /// `[pull]`: how the agent reaches the registry and what it does afterwards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PullOptions {
     /// docker-config JSON files with registry credentials, tried in order.
     pub auth_files: Vec<String>,
@@ -131,8 +130,7 @@ impl Default for PullOptions {
 /// `[limits]`: caps on what an image may make the agent download and write.
 /// A registry can be compromised; these keep a hostile image from filling the
 /// disk or the inode table of `/var`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Limits {
     /// Bytes of all layers as downloaded (compressed).
     pub max_download_bytes: u64,
@@ -157,39 +155,140 @@ impl Default for Limits {
     }
 }
 
+impl KernelMapping {
+    fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
+        let t = read::table(v, "struct KernelMapping")?;
+        t.deny_unknown(&[
+            "literal",
+            "regexp",
+            "image",
+            "in_tree_remove",
+            "insecure",
+            "insecure_skip_tls_verify",
+        ])?;
+        Ok(KernelMapping {
+            literal: t.opt("literal", read::string)?,
+            regexp: t.opt("regexp", read::string)?,
+            image: t.opt("image", read::string)?,
+            in_tree_remove: t.opt("in_tree_remove", read::strings)?,
+            insecure: t.opt("insecure", read::boolean)?,
+            insecure_skip_tls_verify: t.opt("insecure_skip_tls_verify", read::boolean)?,
+        })
+    }
+}
+
+impl PullOptions {
+    fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
+        let t = read::table(v, "struct PullOptions")?;
+        t.deny_unknown(&[
+            "auth_files",
+            "insecure",
+            "insecure_skip_tls_verify",
+            "ca_dir",
+            "after_pull",
+            "max_reboots_per_kernel",
+        ])?;
+        let d = PullOptions::default();
+        Ok(PullOptions {
+            auth_files: t.opt("auth_files", read::strings)?.unwrap_or(d.auth_files),
+            insecure: t.opt("insecure", read::boolean)?.unwrap_or(d.insecure),
+            insecure_skip_tls_verify: t
+                .opt("insecure_skip_tls_verify", read::boolean)?
+                .unwrap_or(d.insecure_skip_tls_verify),
+            ca_dir: t.opt("ca_dir", read::string)?,
+            after_pull: t
+                .opt("after_pull", AfterPull::from_toml)?
+                .unwrap_or(d.after_pull),
+            max_reboots_per_kernel: match t.get("max_reboots_per_kernel") {
+                None => d.max_reboots_per_kernel,
+                Some(v) => {
+                    let n = read::unsigned(v, u32::MAX.into(), "u32")?;
+                    u32::try_from(n).unwrap_or(u32::MAX)
+                }
+            },
+        })
+    }
+}
+
+impl Limits {
+    fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
+        let t = read::table(v, "struct Limits")?;
+        const KEYS: [&str; 4] = [
+            "max_download_bytes",
+            "max_extract_bytes",
+            "max_entries",
+            "max_tar_bytes",
+        ];
+        t.deny_unknown(&KEYS)?;
+        let d = Limits::default();
+        let mut values = [
+            d.max_download_bytes,
+            d.max_extract_bytes,
+            d.max_entries,
+            d.max_tar_bytes,
+        ];
+        for (key, value) in KEYS.iter().zip(&mut values) {
+            if let Some(v) = t.get(key) {
+                *value = read::unsigned(v, u64::MAX, "u64")?;
+            }
+        }
+        let [max_download_bytes, max_extract_bytes, max_entries, max_tar_bytes] = values;
+        Ok(Limits {
+            max_download_bytes,
+            max_extract_bytes,
+            max_entries,
+            max_tar_bytes,
+        })
+    }
+}
+
+impl AfterPull {
+    fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
+        const VARIANTS: [&str; 3] = ["reboot", "live", "none"];
+        match read::string(v)?.as_str() {
+            "reboot" => Ok(AfterPull::Reboot),
+            "live" => Ok(AfterPull::Live),
+            "none" => Ok(AfterPull::None),
+            other => Err(read::ReadError {
+                span: v.span(),
+                message: format!(
+                    "unknown variant `{other}`, expected {}",
+                    read::one_of(&VARIANTS)
+                ),
+            }),
+        }
+    }
+}
+
 /// `/etc/kmm-day1/<name>.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeConfig {
     /// The driver image; may use KMM's kernel variables or be pinned by digest.
     /// Optional only when every kernel mapping names its own image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Kernel modules to load, in this order, each with its dependencies.
     pub modules: Vec<String>,
     /// In-tree modules to remove first; default: the names in `modules`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub in_tree_remove: Option<Vec<String>>,
     /// Module parameters, `name = ["key=value", …]`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, Vec<String>>,
     /// Directory in the image that holds `lib/modules/<kernel>` (KMM's `dirName`).
-    #[serde(default = "default_module_root")]
     pub module_root: String,
     /// Firmware directory in the image, exposed through `firmware_class.path`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub firmware_dir: Option<String>,
     /// Value of `${MOD_NAME}`; default: the config's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_name: Option<String>,
     /// Value of `${MOD_NAMESPACE}`; default: empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mod_namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_mappings: Vec<KernelMapping>,
-    #[serde(default)]
     pub pull: PullOptions,
-    #[serde(default)]
     pub limits: Limits,
 }
 
@@ -273,17 +372,64 @@ impl NodeConfig {
     /// Parse and validate `text`; `path` names the file in every error and
     /// gives the config's name.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let cfg: NodeConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        let cfg = Self::from_toml(text).map_err(|e| {
+            let (line, column) = e.line_col(text);
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim_end().replace('\n', " "),
+                message: e.message,
             }
         })?;
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// The config in `text`, field by field (read.rs says why not serde).
+    fn from_toml(text: &str) -> Result<Self, read::ReadError> {
+        let doc = read::parse(text)?;
+        let t = doc.root();
+        t.deny_unknown(&[
+            "image",
+            "modules",
+            "in_tree_remove",
+            "parameters",
+            "module_root",
+            "firmware_dir",
+            "mod_name",
+            "mod_namespace",
+            "kernel_mappings",
+            "pull",
+            "limits",
+        ])?;
+        let mut parameters = BTreeMap::new();
+        if let Some(p) = t.opt("parameters", |v| read::table(v, "a map"))? {
+            for (module, list) in p.entries() {
+                parameters.insert(module.to_string(), read::strings(list)?);
+            }
+        }
+        let kernel_mappings = match t.get("kernel_mappings") {
+            None => Vec::new(),
+            Some(v) => read::array(v)?
+                .iter()
+                .map(KernelMapping::from_toml)
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(NodeConfig {
+            image: t.opt("image", read::string)?,
+            modules: read::strings(t.required("modules")?)?,
+            in_tree_remove: t.opt("in_tree_remove", read::strings)?,
+            parameters,
+            module_root: t
+                .opt("module_root", read::string)?
+                .unwrap_or_else(default_module_root),
+            firmware_dir: t.opt("firmware_dir", read::string)?,
+            mod_name: t.opt("mod_name", read::string)?,
+            mod_namespace: t.opt("mod_namespace", read::string)?,
+            kernel_mappings,
+            pull: t.opt("pull", PullOptions::from_toml)?.unwrap_or_default(),
+            limits: t.opt("limits", Limits::from_toml)?.unwrap_or_default(),
+        })
     }
 
     /// The config's name, from its file name (`sfc.toml` → `sfc`).
@@ -569,16 +715,6 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(String, NodeConfig)>, ConfigError> {
             Ok((name, cfg))
         })
         .collect()
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, column)
 }
 
 impl fmt::Display for AfterPull {

@@ -168,6 +168,47 @@ fn wrong_types_and_values_are_named() {
 }
 
 #[test]
+fn read_errors_point_at_the_value_and_say_what_is_allowed() {
+    // Every message of the field reader (read.rs): the place is the offending
+    // key or value, not the start of the document.
+    let head = "image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n";
+    let cases = [
+        ("[pull]\ninsecure = \"yes\"\n", ":4:12: invalid type: string \"yes\", expected a boolean"),
+        ("[pull]\nmax_reboots_per_kernel = -1\n", ":4:26: invalid value: integer `-1`, expected u32"),
+        ("[pull]\nmax_reboots_per_kernel = 4294967296\n", "invalid value: integer `4294967296`, expected u32"),
+        ("[limits]\nmax_entries = 1.5\n", ":4:15: invalid type: floating point `1.5`, expected u64"),
+        ("[limits]\nmax_entries = 0x10\nmax_bytes = 1\n", ":5:1: unknown field `max_bytes`, expected one of `max_download_bytes`, `max_extract_bytes`, `max_entries`, `max_tar_bytes`"),
+        ("pull = 3\n", ":3:8: invalid type: integer `3`, expected struct PullOptions"),
+        ("parameters = { m = \"a=1\" }\n", ":3:20: invalid type: string \"a=1\", expected a sequence"),
+        ("in_tree_remove = [\"a\", 2]\n", ":3:24: invalid type: integer `2`, expected a string"),
+        ("[[kernel_mappings]]\nliteral = \"x\"\nimg = \"q\"\n", ":5:1: unknown field `img`, expected one of `literal`, `regexp`"),
+        ("[[kernel_mappings]]\nliteral = \"x\"\ninsecure = 1\n", ":5:12: invalid type: integer `1`, expected a boolean"),
+        ("[pull]\nafter_pull = \"Reboot\"\n", ":4:14: unknown variant `Reboot`, expected one of `reboot`, `live`, `none`"),
+    ];
+    for (tail, want) in cases {
+        let e = err(&format!("{head}{tail}"));
+        assert!(e.starts_with("/etc/kmm-day1/sfc.toml:"), "{e}");
+        assert!(e.contains(want), "want {want:?} in {e:?}");
+    }
+    let e = err("image = \"q.io/a/b:1\"\n");
+    assert!(e.contains("sfc.toml:1:1: missing field `modules`"), "{e}");
+    // Syntax errors keep toml's own message and place.
+    let e = err("image = \"q.io/a/b:1\"\nmodules = [\"m\"\n");
+    assert!(e.starts_with("/etc/kmm-day1/sfc.toml:2:"), "{e}");
+    let e = err("modules = [\"m\"]\nmodules = [\"n\"]\n");
+    assert!(
+        e.contains("sfc.toml:2:1:") && e.contains("duplicate key"),
+        "{e}"
+    );
+    // Integers in other bases and with separators are TOML integers too.
+    let c = parse(&format!(
+        "{head}[limits]\nmax_entries = 0x10\nmax_tar_bytes = 1_000\n"
+    ))
+    .unwrap();
+    assert_eq!((c.limits.max_entries, c.limits.max_tar_bytes), (16, 1000));
+}
+
+#[test]
 fn semantic_errors_name_the_key() {
     let cases = [
         ("image = \"q.io/a/b:1\"\nmodules = []\n", "`modules`: name at least one"),
