@@ -14,17 +14,15 @@
 //! a crash is simply downloaded again. An interrupted download resumes from
 //! the partial (its prefix is hashed first).
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use kmm_day1_config::ImageRef;
-use serde::Deserialize;
 
 use crate::registry::{Descriptor, Platform, Registry, RegistryError, ResolvedImage};
-use crate::{log, notify};
+use crate::{json, log, notify};
 
 /// An image's manifest and blobs, from a registry or a local layout.
 pub trait ImageSource {
@@ -313,37 +311,83 @@ const INDEX_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
-#[derive(Debug, Deserialize)]
+/// An OCI descriptor, read through json.rs (no derived `Deserialize`: size).
+#[derive(Debug)]
 struct JsonDescriptor {
-    #[serde(rename = "mediaType", default)]
     media_type: String,
     digest: String,
     size: u64,
-    #[serde(default)]
     platform: Option<JsonPlatform>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
+    /// The `org.opencontainers.image.ref.name` annotation (the tag in an
+    /// OCI layout's index.json).
+    ref_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct JsonPlatform {
     os: String,
     architecture: String,
-    #[serde(default)]
     variant: Option<String>,
 }
 
 /// Index or manifest: told apart by which fields are present.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct JsonManifest {
-    #[serde(rename = "mediaType", default)]
     media_type: String,
-    #[serde(default)]
     manifests: Option<Vec<JsonDescriptor>>,
-    #[serde(default)]
     config: Option<JsonDescriptor>,
-    #[serde(default)]
     layers: Vec<JsonDescriptor>,
+}
+
+impl JsonDescriptor {
+    fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        let o = json::object(v, "a descriptor")?;
+        let platform = match o.opt_object("platform")? {
+            None => None,
+            Some(p) => Some(JsonPlatform {
+                os: p.required_str("os")?.to_string(),
+                architecture: p.required_str("architecture")?.to_string(),
+                variant: p.opt_string("variant")?,
+            }),
+        };
+        let ref_name = match o.opt_object("annotations")? {
+            None => None,
+            Some(a) => a.opt_string("org.opencontainers.image.ref.name")?,
+        };
+        Ok(JsonDescriptor {
+            media_type: o.string("mediaType")?,
+            digest: o.required_str("digest")?.to_string(),
+            size: o.required_u64("size")?,
+            platform,
+            ref_name,
+        })
+    }
+}
+
+impl JsonManifest {
+    fn parse(bytes: &[u8]) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_slice(bytes)?;
+        Self::from_json(&value).map_err(anyhow::Error::msg)
+    }
+
+    fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        let o = json::object(v, "the manifest")?;
+        let list = |key| -> Result<Vec<JsonDescriptor>, String> {
+            o.array(key)?
+                .iter()
+                .map(JsonDescriptor::from_json)
+                .collect()
+        };
+        Ok(JsonManifest {
+            media_type: o.string("mediaType")?,
+            manifests: match o.opt_array("manifests")? {
+                None => None,
+                Some(_) => Some(list("manifests")?),
+            },
+            config: o.get("config").map(JsonDescriptor::from_json).transpose()?,
+            layers: list("layers")?,
+        })
+    }
 }
 
 impl From<&JsonDescriptor> for Descriptor {
@@ -403,7 +447,7 @@ impl OciLayout {
             }
             .into());
         }
-        let m = serde_json::from_slice(&bytes)
+        let m = JsonManifest::parse(&bytes)
             .with_context(|| format!("{} is not a valid manifest", path.display()))?;
         Ok((m, bytes))
     }
@@ -426,23 +470,17 @@ impl ImageSource for OciLayout {
         let index_path = self.dir.join("index.json");
         let bytes =
             fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
-        let index: JsonManifest = serde_json::from_slice(&bytes)
+        let index = JsonManifest::parse(&bytes)
             .with_context(|| format!("{} is not a valid OCI index", index_path.display()))?;
         let entries = index.manifests.unwrap_or_default();
         let found = entries.iter().find(|e| match (&image.digest, &image.tag) {
             (Some(d), _) => &e.digest == d,
-            (None, tag) => {
-                e.annotations
-                    .get("org.opencontainers.image.ref.name")
-                    .map(String::as_str)
-                    == Some(tag.as_deref().unwrap_or("latest"))
-            }
+            (None, tag) => e.ref_name.as_deref() == Some(tag.as_deref().unwrap_or("latest")),
         });
         let Some(entry) = found else {
             let names: Vec<&str> = entries
                 .iter()
-                .filter_map(|e| e.annotations.get("org.opencontainers.image.ref.name"))
-                .map(String::as_str)
+                .filter_map(|e| e.ref_name.as_deref())
                 .collect();
             bail!(
                 "{image} is not in the OCI layout {}: it has the tags [{}]",

@@ -13,6 +13,8 @@ mod cli;
 mod extract;
 /// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.
 mod http;
+/// Typed fields of parsed JSON, instead of derived `Deserialize` (size).
+mod json;
 /// The kernel interface `replace` uses (syscalls, /proc, /sys), behind a trait.
 mod kernel;
 /// Logging to the journal (native protocol) or stderr; `log::info!` & co.

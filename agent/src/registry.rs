@@ -28,6 +28,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthFiles;
 use crate::http::{Client, HttpError, Proxy, Response, Url};
+use crate::json;
 use crate::log;
 use crate::mirrors::{Endpoint, Mirrors};
 use crate::tls::TlsSettings;
@@ -1038,38 +1039,36 @@ enum Manifest {
     Index(Vec<IndexEntry>),
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A descriptor as the JSON has it (media type, digest, size, platform).
 struct RawDescriptor {
-    #[serde(default)]
     media_type: String,
     digest: String,
     size: u64,
-    #[serde(default)]
-    platform: Option<RawPlatform>,
+    platform: Option<Platform>,
 }
 
-#[derive(Deserialize)]
-struct RawPlatform {
-    architecture: String,
-    os: String,
-    #[serde(default)]
-    variant: Option<String>,
+impl RawDescriptor {
+    fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        let o = json::object(v, "a descriptor")?;
+        let platform = match o.opt_object("platform")? {
+            None => None,
+            Some(p) => Some(Platform {
+                os: p.required_str("os")?.to_string(),
+                architecture: p.required_str("architecture")?.to_string(),
+                variant: p.opt_string("variant")?.filter(|v| !v.is_empty()),
+            }),
+        };
+        Ok(RawDescriptor {
+            media_type: o.string("mediaType")?,
+            digest: o.required_str("digest")?.to_string(),
+            size: o.required_u64("size")?,
+            platform,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawManifest {
-    #[serde(default)]
-    schema_version: Option<u32>,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    config: Option<RawDescriptor>,
-    #[serde(default)]
-    layers: Option<Vec<RawDescriptor>>,
-    #[serde(default)]
-    manifests: Option<Vec<RawDescriptor>>,
+fn descriptors(list: &[serde_json::Value]) -> Result<Vec<RawDescriptor>, String> {
+    list.iter().map(RawDescriptor::from_json).collect()
 }
 
 fn descriptor(raw: RawDescriptor) -> Result<Descriptor> {
@@ -1084,12 +1083,28 @@ fn descriptor(raw: RawDescriptor) -> Result<Descriptor> {
 /// An image manifest or index (OCI or Docker schema 2); the JSON
 /// `mediaType` wins over the Content-Type header, structure over both.
 fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
-    let raw: RawManifest =
+    let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| anyhow!("not a valid manifest: {e}"))?;
+    let invalid = |e: String| anyhow!("not a valid manifest: {e}");
+    let raw = json::object(&value, "the manifest").map_err(invalid)?;
     let header_type =
         header_type.map(|h| h.split(';').next().unwrap_or_default().trim().to_string());
-    let media_type = raw.media_type.clone().or(header_type).unwrap_or_default();
-    if raw.schema_version == Some(1)
+    let media_type = raw
+        .opt_string("mediaType")
+        .map_err(invalid)?
+        .or(header_type)
+        .unwrap_or_default();
+    let schema_version = raw
+        .get("schemaVersion")
+        .map(|v| {
+            v.as_u64()
+                .ok_or("`schemaVersion`: expected an unsigned integer".to_string())
+        })
+        .transpose()
+        .map_err(invalid)?;
+    let manifests = raw.opt_array("manifests").map_err(invalid)?;
+    let layers = raw.opt_array("layers").map_err(invalid)?;
+    if schema_version == Some(1)
         || media_type.starts_with("application/vnd.docker.distribution.manifest.v1")
     {
         bail!("Docker schema 1 manifests are not supported; push the image again with a current client (schema 2 or OCI)");
@@ -1097,12 +1112,10 @@ fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
     let is_index = match media_type.as_str() {
         MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST => true,
         MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => false,
-        _ => raw.manifests.is_some() && raw.layers.is_none(),
+        _ => manifests.is_some() && layers.is_none(),
     };
     if is_index {
-        let entries = raw
-            .manifests
-            .ok_or_else(|| anyhow!("an image index without `manifests`"))?;
+        let entries = manifests.ok_or_else(|| anyhow!("an image index without `manifests`"))?;
         if entries.len() > MAX_ENTRIES {
             bail!(
                 "the image index has {} entries, more than {MAX_ENTRIES}",
@@ -1110,23 +1123,20 @@ fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
             );
         }
         let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
+        for e in descriptors(entries).map_err(invalid)? {
             check_digest_syntax(&e.digest)?;
             out.push(IndexEntry {
                 digest: e.digest,
-                platform: e.platform.map(|p| Platform {
-                    os: p.os,
-                    architecture: p.architecture,
-                    variant: p.variant.filter(|v| !v.is_empty()),
-                }),
+                platform: e.platform,
             });
         }
         Ok(Manifest::Index(out))
     } else {
         let config = raw
-            .config
+            .get("config")
             .ok_or_else(|| anyhow!("an image manifest without `config`"))?;
-        let layers = raw.layers.unwrap_or_default();
+        let config = RawDescriptor::from_json(config).map_err(invalid)?;
+        let layers = layers.unwrap_or_default();
         if layers.len() > MAX_ENTRIES {
             bail!(
                 "the manifest has {} layers, more than {MAX_ENTRIES}",
@@ -1135,7 +1145,11 @@ fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
         }
         Ok(Manifest::Image(ImageManifest {
             config: descriptor(config)?,
-            layers: layers.into_iter().map(descriptor).collect::<Result<_>>()?,
+            layers: descriptors(layers)
+                .map_err(invalid)?
+                .into_iter()
+                .map(descriptor)
+                .collect::<Result<_>>()?,
         }))
     }
 }

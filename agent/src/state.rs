@@ -1,7 +1,8 @@
 //! The small JSON files the phases leave in the store, read by `status`:
 //! `<store>/<name>/pull.json`, `<store>/<name>/replace.json` and each tree's
 //! `meta.json`. Absent files are a normal state (`load` returns `None`);
-//! every field added later must carry `#[serde(default)]` so old files still
+//! every field is read with a default when absent (`from_json` below, via
+//! json.rs rather than derived `Deserialize`, for size), so old files still
 //! parse after an agent update.
 
 use std::collections::BTreeMap;
@@ -10,13 +11,13 @@ use std::io;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::json::{self, Object};
 use crate::store::{self, Store, META_FILE, PULL_STATE, REPLACE_STATE};
 
 /// How the last `pull` of one config ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PullResult {
     /// A new tree was published (and `after_pull` acted on).
@@ -43,8 +44,7 @@ impl PullResult {
 }
 
 /// `<store>/<name>/pull.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct PullState {
     /// Kernel release the last run acted for.
     pub kernel: String,
@@ -73,7 +73,7 @@ pub struct PullState {
 }
 
 /// How the last `replace` of one config ended. Written by `replace`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplaceResult {
     /// The out-of-tree modules are loaded.
@@ -103,8 +103,7 @@ impl ReplaceResult {
 }
 
 /// One module `replace` loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct LoadedModule {
     pub name: String,
     /// File it was loaded from (store tree or host tree).
@@ -113,8 +112,7 @@ pub struct LoadedModule {
 }
 
 /// `<store>/<name>/replace.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ReplaceState {
     pub kernel: String,
     pub result: ReplaceResult,
@@ -135,8 +133,7 @@ pub struct ReplaceState {
 
 /// `<tree>/meta.json`: written last into a tree; its presence marks the tree
 /// complete (`Store::current_tree`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct TreeMeta {
     /// `sha256:…` of the platform manifest: the tree's directory name.
     pub digest: String,
@@ -155,14 +152,126 @@ pub struct TreeMeta {
     pub pulled: String,
 }
 
+/// A state file's type, read from its JSON object.
+pub trait FromJson: Sized {
+    fn from_json(o: Object<'_>) -> Result<Self, String>;
+}
+
 /// Read a state file; `None` when it does not exist.
-pub fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub fn load<T: FromJson>(path: &Path) -> Result<Option<T>> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+        Ok(bytes) => parse(&bytes)
             .map(Some)
             .with_context(|| format!("{} is not valid: delete it to reset", path.display())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn parse<T: FromJson>(bytes: &[u8]) -> Result<T> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)?;
+    let o = json::object(&value, "the file").map_err(anyhow::Error::msg)?;
+    T::from_json(o).map_err(anyhow::Error::msg)
+}
+
+/// An enum stored as its `as_str` name; absent is the default.
+fn variant<T: Copy + Default>(
+    o: Object<'_>,
+    key: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    match o.opt_str(key)? {
+        None => Ok(T::default()),
+        Some(s) => all.iter().copied().find(|v| name(*v) == s).ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            format!("`{key}`: `{s}` is not one of {}", names.join(", "))
+        }),
+    }
+}
+
+impl FromJson for PullState {
+    fn from_json(o: Object<'_>) -> Result<Self, String> {
+        use PullResult as R;
+        Ok(PullState {
+            kernel: o.string("kernel")?,
+            result: variant(
+                o,
+                "result",
+                &[R::Published, R::UpToDate, R::NoMapping, R::Failed],
+                R::as_str,
+            )?,
+            message: o.string("message")?,
+            image: o.opt_string("image")?,
+            digest: o.opt_string("digest")?,
+            source: o.opt_string("source")?,
+            downloaded_bytes: o.u64("downloaded_bytes")?,
+            extracted_bytes: o.u64("extracted_bytes")?,
+            started: o.string("started")?,
+            finished: o.string("finished")?,
+            duration_ms: o.u64("duration_ms")?,
+            reboots: o.counters("reboots")?,
+            reboot_guard: o.bool("reboot_guard")?,
+        })
+    }
+}
+
+impl FromJson for ReplaceState {
+    fn from_json(o: Object<'_>) -> Result<Self, String> {
+        use ReplaceResult as R;
+        let loaded = o
+            .array("loaded")?
+            .iter()
+            .map(|v| {
+                let m = json::object(v, "`loaded`")?;
+                Ok(LoadedModule {
+                    name: m.string("name")?,
+                    path: m.string("path")?,
+                    srcversion: m.opt_string("srcversion")?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(ReplaceState {
+            kernel: o.string("kernel")?,
+            result: variant(
+                o,
+                "result",
+                &[
+                    R::Loaded,
+                    R::AlreadyLoaded,
+                    R::WaitingForPull,
+                    R::RolledBack,
+                    R::Failed,
+                ],
+                R::as_str,
+            )?,
+            message: o.string("message")?,
+            digest: o.opt_string("digest")?,
+            removed: o.strings("removed")?,
+            loaded,
+            boot_id: o.string("boot_id")?,
+            started: o.string("started")?,
+            finished: o.string("finished")?,
+            duration_ms: o.u64("duration_ms")?,
+        })
+    }
+}
+
+impl FromJson for TreeMeta {
+    fn from_json(o: Object<'_>) -> Result<Self, String> {
+        Ok(TreeMeta {
+            digest: o.string("digest")?,
+            index_digest: o.opt_string("index_digest")?,
+            image: o.string("image")?,
+            source: o.string("source")?,
+            kernel: o.string("kernel")?,
+            layers: o.strings("layers")?,
+            downloaded_bytes: o.u64("downloaded_bytes")?,
+            extracted_bytes: o.u64("extracted_bytes")?,
+            files: o.u64("files")?,
+            firmware: o.bool("firmware")?,
+            pulled: o.string("pulled")?,
+        })
     }
 }
 
@@ -268,6 +377,59 @@ mod tests {
         fs::write(&p, "{").unwrap();
         let e = format!("{:#}", load::<PullState>(&p).unwrap_err());
         assert!(e.contains("pull.json is not valid"), "{e}");
+        // A wrong type or an unknown result is named, not defaulted.
+        fs::write(&p, r#"{"kernel":"k","downloaded_bytes":"9"}"#).unwrap();
+        let e = format!("{:#}", load::<PullState>(&p).unwrap_err());
+        assert!(
+            e.contains("pull.json is not valid: delete it to reset: `downloaded_bytes`: expected an unsigned integer, found a string"),
+            "{e}"
+        );
+        fs::write(&p, r#"{"result":"done"}"#).unwrap();
+        let e = format!("{:#}", load::<PullState>(&p).unwrap_err());
+        assert!(
+            e.contains("`result`: `done` is not one of published, up-to-date, no-mapping, failed"),
+            "{e}"
+        );
+        fs::write(&p, "[]").unwrap();
+        let e = format!("{:#}", load::<PullState>(&p).unwrap_err());
+        assert!(e.contains("expected an object, found an array"), "{e}");
+
+        // Every field of the other two files survives a save and a load.
+        let r = dir.join("replace.json");
+        let replace = ReplaceState {
+            kernel: "k".into(),
+            result: ReplaceResult::RolledBack,
+            message: "m".into(),
+            digest: Some("sha256:ab".into()),
+            removed: vec!["sfc".into()],
+            loaded: vec![LoadedModule {
+                name: "sfc".into(),
+                path: "/p/sfc.ko".into(),
+                srcversion: Some("ABC".into()),
+            }],
+            boot_id: "b".into(),
+            started: "s".into(),
+            finished: "f".into(),
+            duration_ms: 12,
+        };
+        save(&r, &replace).unwrap();
+        assert_eq!(load::<ReplaceState>(&r).unwrap(), Some(replace));
+        let m = dir.join("meta.json");
+        let meta = TreeMeta {
+            digest: "sha256:cd".into(),
+            index_digest: Some("sha256:ef".into()),
+            image: "q.io/a/b:1".into(),
+            source: "q.io/a/b".into(),
+            kernel: "k".into(),
+            layers: vec!["sha256:01".into(), "sha256:02".into()],
+            downloaded_bytes: 1,
+            extracted_bytes: 2,
+            files: 3,
+            firmware: true,
+            pulled: "t".into(),
+        };
+        save(&m, &meta).unwrap();
+        assert_eq!(load::<TreeMeta>(&m).unwrap(), Some(meta));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -19,6 +19,8 @@ pub mod extract;
 pub mod tls;
 #[path = "../../agent/src/http.rs"]
 pub mod http;
+#[path = "../../agent/src/json.rs"]
+pub mod json;
 #[path = "../../agent/src/registry.rs"]
 pub mod registry;
 
