@@ -5,8 +5,14 @@
 //! release generator embeds both architectures (`make` builds them first and
 //! sets the variables). A generator built without them still works with
 //! `--agent PATH`; it says so when an architecture is missing.
+//!
+//! Each agent is also gzipped here, once, with the generator's own encoder:
+//! zopfli takes seconds on it, and a MachineConfig should take milliseconds.
 
 use std::path::{Path, PathBuf};
+
+#[path = "src/gzip.rs"]
+mod gzip;
 
 const ARCHES: [(&str, &str); 2] = [
     ("X86_64", "KMM_DAY1_AGENT_X86_64"),
@@ -21,7 +27,9 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
         let value = std::env::var_os(var).filter(|v| !v.is_empty());
         match value {
-            None => code.push_str(&format!("pub const {konst}: Option<&[u8]> = None;\n")),
+            None => code.push_str(&format!(
+                "pub const {konst}: Option<(&[u8], &[u8])> = None;\n"
+            )),
             Some(v) => {
                 let path = resolve(&manifest, Path::new(&v));
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -33,9 +41,16 @@ fn main() {
                         path.display()
                     );
                 }
-                let lit = format!("{:?}", path.display().to_string());
+                let data = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("{var}={}: {e}", path.display()));
+                let gz_path = out.join(format!("agent-{konst}.gz"));
+                std::fs::write(&gz_path, gzip::gzip(&data))
+                    .unwrap_or_else(|e| panic!("write {}: {e}", gz_path.display()));
+                let lit = |p: &Path| format!("{:?}", p.display().to_string());
                 code.push_str(&format!(
-                    "pub const {konst}: Option<&[u8]> = Some(include_bytes!({lit}));\n"
+                    "pub const {konst}: Option<(&[u8], &[u8])> = Some((include_bytes!({}), include_bytes!({})));\n",
+                    lit(&path),
+                    lit(&gz_path)
                 ));
                 // Lets the integration tests compare what lands on a node
                 // with the file that was embedded.

@@ -20,6 +20,11 @@ impl Arch {
     }
 
     fn embedded(self) -> Option<&'static [u8]> {
+        self.embedded_with_gzip().map(|(agent, _)| agent)
+    }
+
+    /// The embedded agent and its gzip stream (made by `build.rs`).
+    fn embedded_with_gzip(self) -> Option<(&'static [u8], &'static [u8])> {
         match self {
             Arch::X86_64 => embedded::X86_64,
             Arch::Aarch64 => embedded::AARCH64,
@@ -63,6 +68,16 @@ pub fn load(arch: Arch, path: Option<&Path>) -> Result<Cow<'static, [u8]>> {
             arch.as_str()
         ),
     }
+}
+
+/// The gzip stream `build.rs` made of `data`, when `data` is an embedded agent
+/// (also when `--agent` names the very file that was embedded).
+pub fn precompressed(data: &[u8]) -> Option<&'static [u8]> {
+    [Arch::X86_64, Arch::Aarch64]
+        .into_iter()
+        .filter_map(Arch::embedded_with_gzip)
+        .find(|(agent, _)| *agent == data)
+        .map(|(_, gz)| gz)
 }
 
 fn elf_machine(b: &[u8]) -> Option<u16> {
@@ -112,6 +127,28 @@ mod tests {
         h[19] = 183;
         assert_eq!(elf_machine(&h), Some(183));
         assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn build_time_gzip_is_what_the_encoder_makes() {
+        // Else a MachineConfig would depend on whether the agent was embedded.
+        let mut checked = 0;
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            if let Some((agent, gz)) = arch.embedded_with_gzip() {
+                assert_eq!(precompressed(agent), Some(gz));
+                assert_eq!(gz, crate::gzip::gzip(agent).as_slice(), "{}", arch.as_str());
+                checked += 1;
+            }
+        }
+        assert!(
+            checked == 2 || !kmm_day1_tests_full(),
+            "the full suite embeds both agents"
+        );
+        assert_eq!(precompressed(b"not an agent"), None);
+    }
+
+    fn kmm_day1_tests_full() -> bool {
+        std::env::var_os("KMM_DAY1_FULL").is_some_and(|v| v == "1")
     }
 
     #[test]

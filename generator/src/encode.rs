@@ -5,11 +5,11 @@
 //! `compression: gzip` (good for the agent binary). The output is
 //! deterministic: the gzip header carries no timestamp, name or host OS.
 
-use std::io::Write;
+use std::borrow::Cow;
 
 use base64::Engine;
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
+
+pub use crate::gzip::gzip;
 
 /// One file's `contents`: a `data:` URL and, when gzipped, `"gzip"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,9 @@ fn encode(data: &[u8], compress: bool) -> Encoded {
         compression: None,
     };
     if compress {
-        let gz = gzip(data);
+        // The embedded agents were compressed when the generator was built.
+        let gz =
+            crate::agent::precompressed(data).map_or_else(|| Cow::Owned(gzip(data)), Cow::Borrowed);
         if "data:;base64,".len() + gz.len().div_ceil(3) * 4 < best.source.len() {
             best = Encoded {
                 source: format!("data:;base64,{}", base64(&gz)),
@@ -76,41 +78,6 @@ fn encode(data: &[u8], compress: bool) -> Encoded {
 
 pub fn base64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(data)
-}
-
-/// gzip, deterministic: the header has mtime 0 and no file name.
-///
-/// Zopfli (2 iterations) makes streams ~3.8% smaller than flate2 at its
-/// best level on the agent binary, for about a second (measured in
-/// docs/generator.md). It only runs when deflate finds something to
-/// compress: on incompressible data it cannot win and would be slow.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let fast = deflate_gzip(data);
-    if fast.len() * 10 > data.len() * 9 {
-        return fast;
-    }
-    let options = zopfli::Options {
-        iteration_count: std::num::NonZeroU64::MIN.saturating_add(1),
-        ..zopfli::Options::default()
-    };
-    let mut out = Vec::with_capacity(fast.len());
-    match zopfli::compress(options, zopfli::Format::Gzip, data, &mut out) {
-        Ok(()) if out.len() < fast.len() => out,
-        _ => fast,
-    }
-}
-
-/// flate2 at the best level, with the header fixed to mtime 0 and OS
-/// "unknown" (255) so the same input always yields the same bytes.
-fn deflate_gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc: GzEncoder<Vec<u8>> = GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::with_capacity(data.len() / 2), Compression::best());
-    // Writing into a Vec cannot fail.
-    enc.write_all(data)
-        .and_then(|()| enc.finish())
-        .unwrap_or_else(|e| unreachable!("gzip into memory failed: {e}"))
 }
 
 /// RFC 2396 escaping as Butane's data URLs use it: unreserved and reserved
@@ -248,25 +215,5 @@ mod tests {
         };
         assert_eq!(decode(&e), all);
         assert!(!s.contains('+') && !s.contains(' ') && !s.contains('#'));
-    }
-
-    #[test]
-    fn gzip_is_deterministic_and_headerless() {
-        let text: Vec<u8> = b"hello world, hello gzip. ".repeat(200);
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        for data in [&text, &noise] {
-            let a = gzip(data);
-            assert_eq!(a, gzip(data));
-            // Magic, deflate, no flags (no FNAME), mtime 0.
-            assert_eq!(&a[..8], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0]);
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&a[..])
-                .read_to_end(&mut out)
-                .unwrap();
-            assert_eq!(&out, data);
-        }
-        assert!(gzip(&text).len() <= deflate_gzip(&text).len());
     }
 }

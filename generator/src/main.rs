@@ -12,6 +12,8 @@ mod encode;
 mod fit;
 /// `generate`: input → validated node config → the requested output.
 mod generate;
+/// The gzip encoder, shared with `build.rs`.
+mod gzip;
 /// The Ignition config (spec 3.2.0 / 3.4.0), files and units only.
 mod ignition;
 /// The input kinds: flags, a node config TOML, a KMM `Module` CR.
