@@ -22,6 +22,7 @@ use anyhow::{bail, ensure, Context, Result};
 use kmm_day1_config::ImageRef;
 
 use crate::registry::{Descriptor, Platform, Registry, RegistryError, ResolvedImage};
+use crate::state::Tenths;
 use crate::{json, log, notify};
 
 /// An image's manifest and blobs, from a registry or a local layout.
@@ -118,14 +119,11 @@ impl Write for HashingSink<'_> {
         let now = std::time::Instant::now();
         if now >= self.next_status {
             self.next_status = now + STATUS_EVERY;
-            let secs = now.duration_since(self.start.0).as_secs_f64();
-            let rate = if secs > 0.0 {
-                (self.len - self.start.1) as f64 / secs / f64::from(1u32 << 20)
-            } else {
-                0.0
-            };
+            // Tenths of bytes per second, then of MiB per second.
+            let rate = Tenths::rate(self.len - self.start.1, now.duration_since(self.start.0));
+            let rate = Tenths(rate.0 >> 20);
             notify::status(&format!(
-                "downloading {}: {} of {} MiB ({rate:.1} MiB/s)",
+                "downloading {}: {} of {} MiB ({rate} MiB/s)",
                 self.label,
                 self.len >> 20,
                 self.max >> 20

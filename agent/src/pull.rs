@@ -15,7 +15,7 @@ use kmm_day1_config::{module_name_eq, AfterPull, NodeConfig};
 use crate::blobs::{self, ImageSource, OciLayout};
 use crate::extract::{Caps, Extractor, Filter};
 use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
-use crate::state::{self, PullResult, PullState, TreeMeta};
+use crate::state::{self, PullResult, PullState, Tenths, TreeMeta};
 use crate::store::Store;
 use crate::{cli, log, modinfo, notify, publish};
 
@@ -229,8 +229,8 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     }
 
     let summary = format!(
-        "pull for kernel {kver} in {:.1}s: {}",
-        t0.elapsed().as_secs_f64(),
+        "pull for kernel {kver} in {}s: {}",
+        Tenths::of(t0.elapsed()),
         summaries.join("; ")
     );
     let one = configs.len() == 1;
@@ -399,7 +399,7 @@ fn pull_one(
         )?);
     }
     outcome.downloaded = total;
-    let download_secs = t_download.elapsed().as_secs_f64();
+    let download_secs = Tenths::of(t_download.elapsed());
     let t_extract = Instant::now();
 
     fs::create_dir_all(&kdir).with_context(|| format!("creating {}", kdir.display()))?;
@@ -417,13 +417,13 @@ fn pull_one(
     outcome.fresh = true;
     outcome.extracted = meta.extracted_bytes;
     outcome.message = format!(
-        "published {} ({}): {} files, {} MiB downloaded in {download_secs:.1}s, {} MiB extracted and synced in {:.1}s",
+        "published {} ({}): {} files, {} MiB downloaded in {download_secs}s, {} MiB extracted and synced in {}s",
         resolved.reference,
         image.digest,
         meta.files,
         total >> 20,
         meta.extracted_bytes >> 20,
-        t_extract.elapsed().as_secs_f64()
+        Tenths::of(t_extract.elapsed())
     );
     Ok(outcome)
 }

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use kmm_day1_config::{ImageRef, NodeConfig, Resolved};
-use serde::Deserialize;
 
 use crate::auth::AuthFiles;
 use crate::http::{Client, HttpError, Proxy, Response, Url};
@@ -396,10 +395,13 @@ impl Registry {
                 if *attempt == 1 { "" } else { "s" }
             )));
         }
+        // Tenths by hand: no float formatting in the agent (docs/size.md).
+        let tenths = (wait.as_millis() + 50) / 100;
         log::warning!(
-            "{what}: attempt {} failed: {err:#}; retrying in {:.1} s",
+            "{what}: attempt {} failed: {err:#}; retrying in {}.{} s",
             *attempt,
-            wait.as_secs_f64()
+            tenths / 10,
+            tenths % 10
         );
         std::thread::sleep(wait);
         Ok(())
@@ -819,17 +821,14 @@ impl Registry {
                     .read_capped(1 << 20)
                     .map_err(|e| network(ep, format!("{what}: {e}")))?
                     .ok_or_else(|| other(ep, format!("{what}: the answer is larger than 1 MiB")))?;
-                #[derive(Deserialize)]
-                struct Token {
-                    token: Option<String>,
-                    access_token: Option<String>,
-                }
-                let t: Token = serde_json::from_slice(&body).map_err(|_| {
-                    other(ep, format!("{what}: the answer is not a token JSON object"))
-                })?;
-                let token = t
-                    .token
-                    .or(t.access_token)
+                let not_token =
+                    || other(ep, format!("{what}: the answer is not a token JSON object"));
+                let value: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|_| not_token())?;
+                let t = json::object(&value, "token").map_err(|_| not_token())?;
+                let pick = |key| t.opt_string(key).map_err(|_| not_token());
+                let token = pick("token")?
+                    .or(pick("access_token")?)
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| other(ep, format!("{what}: the answer has no `token`")))?;
                 self.authz.insert(key, format!("Bearer {token}"));

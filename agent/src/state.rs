@@ -308,6 +308,39 @@ pub fn now_rfc3339() -> String {
     rfc3339(secs)
 }
 
+/// Seconds (or MiB/s) to one decimal, printed with integer arithmetic: float
+/// formatting would bring `core::fmt::float` and its tables into the static
+/// agent for a handful of log lines (≈ 8 KB, docs/size.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tenths(pub u64);
+
+impl Tenths {
+    /// A duration, rounded to the nearest tenth of a second.
+    pub fn of(d: std::time::Duration) -> Self {
+        Tenths(u64::try_from((d.as_millis() + 50) / 100).unwrap_or(u64::MAX))
+    }
+
+    /// Milliseconds, rounded to the nearest tenth of a second.
+    pub fn ms(ms: u64) -> Self {
+        Tenths(ms.saturating_add(50) / 100)
+    }
+
+    /// `units` per `d`, in tenths (0 for a zero duration).
+    pub fn rate(units: u64, d: std::time::Duration) -> Self {
+        let ms = d.as_millis();
+        if ms == 0 {
+            return Tenths(0);
+        }
+        Tenths(u64::try_from(u128::from(units) * 10_000 / ms).unwrap_or(u64::MAX))
+    }
+}
+
+impl std::fmt::Display for Tenths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0 / 10, self.0 % 10)
+    }
+}
+
 /// Unix seconds as RFC 3339 UTC; civil-from-days after H. Hinnant, to avoid
 /// a date crate in the agent.
 pub fn rfc3339(secs: u64) -> String {
@@ -333,6 +366,20 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenths_print_like_one_decimal() {
+        use std::time::Duration;
+        assert_eq!(Tenths::of(Duration::from_millis(0)).to_string(), "0.0");
+        assert_eq!(Tenths::of(Duration::from_millis(740)).to_string(), "0.7");
+        assert_eq!(Tenths::of(Duration::from_millis(760)).to_string(), "0.8");
+        assert_eq!(Tenths::of(Duration::from_secs(125)).to_string(), "125.0");
+        assert_eq!(Tenths::ms(420).to_string(), "0.4");
+        assert_eq!(Tenths::ms(u64::MAX).0, u64::MAX / 100);
+        // 3 MiB in 2 s is 1.5 MiB/s.
+        assert_eq!(Tenths::rate(3, Duration::from_secs(2)).to_string(), "1.5");
+        assert_eq!(Tenths::rate(3, Duration::ZERO).to_string(), "0.0");
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

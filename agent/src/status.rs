@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::cli;
 use crate::modules::Tree;
-use crate::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, TreeMeta};
+use crate::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, Tenths, TreeMeta};
 use crate::store::Store;
 use crate::{log, modinfo};
 
@@ -448,7 +448,7 @@ fn module_status(
 
 fn ms(d: Option<u64>) -> String {
     match d {
-        Some(ms) => format!(", {:.1}s", ms as f64 / 1000.0),
+        Some(ms) => format!(", {}s", Tenths::ms(ms)),
         None => String::new(),
     }
 }

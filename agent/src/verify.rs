@@ -24,6 +24,7 @@ use crate::extract::{Caps, Extractor, Filter};
 use crate::modinfo;
 use crate::modules::{module_name_from_path, parse_modules_dep};
 use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
+use crate::state::Tenths;
 
 /// Default `firmware_dir` to look in: where KMM images keep firmware
 /// (`firmwarePath` copies from there).
@@ -194,11 +195,11 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     checks.ok(
         "image",
         format!(
-            "{reference} is {} from {} ({n} layers, {} KiB, verified in {:.1}s)",
+            "{reference} is {} from {} ({n} layers, {} KiB, verified in {}s)",
             resolved.digest,
             resolved.source,
             total >> 10,
-            t0.elapsed().as_secs_f64()
+            Tenths::of(t0.elapsed())
         ),
     );
 
