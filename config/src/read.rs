@@ -88,10 +88,10 @@ fn invalid_type(v: &Value<'_>, expected: &str) -> ReadError {
     )
 }
 
-/// serde's list of what is allowed: `a`, `a` or `b`, one of `a`, `b`, `c`.
+/// serde's list of what is allowed: `a`, `a` or `b`, one of `a`, `b`, `c`
+/// (every caller allows at least one).
 pub fn one_of(allowed: &[&str]) -> String {
     match allowed {
-        [] => "there are none".to_string(),
         [one] => format!("`{one}`"),
         [a, b] => format!("`{a}` or `{b}`"),
         many => format!("one of `{}`", many.join("`, `")),
