@@ -18,24 +18,24 @@ pub const VERSIONS: [&str; 2] = ["3.2.0", "3.4.0"];
 pub const AGENT_MODE: u32 = 0o755;
 pub const CONFIG_MODE: u32 = 0o644;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub ignition: Meta,
     pub storage: Storage,
     pub systemd: Systemd,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Meta {
     pub version: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Storage {
     pub files: Vec<File>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct File {
     pub path: String,
     pub mode: u32,
@@ -43,19 +43,19 @@ pub struct File {
     pub contents: Contents,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Contents {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<&'static str>,
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Systemd {
     pub units: Vec<Unit>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Unit {
     pub name: String,
     pub enabled: bool,

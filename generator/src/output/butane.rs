@@ -15,7 +15,7 @@ pub fn variant_version(ignition_version: &str) -> &'static str {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Butane<'a> {
     variant: &'static str,
     version: &'static str,
@@ -24,12 +24,12 @@ struct Butane<'a> {
     systemd: Systemd,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Storage {
     files: Vec<File>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct File {
     path: String,
     mode: u32,
@@ -37,7 +37,7 @@ struct File {
     contents: Contents,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Contents {
     #[serde(skip_serializing_if = "Option::is_none")]
     inline: Option<String>,
@@ -47,12 +47,12 @@ struct Contents {
     compression: Option<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Systemd {
     units: Vec<Unit>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Unit {
     name: &'static str,
     enabled: bool,
@@ -106,7 +106,14 @@ pub fn render(
                 .collect(),
         },
     };
-    octal_modes(&super::yaml(&b))
+    let mut elided = super::Elided::default();
+    let mut light = b.clone();
+    for f in &mut light.storage.files {
+        if let Some(s) = &mut f.contents.source {
+            *s = elided.swap(s);
+        }
+    }
+    octal_modes(&super::yaml_light(&b, &light, &elided))
 }
 
 /// Butane configs write modes in octal (`mode: 0755`, which Butane's YAML

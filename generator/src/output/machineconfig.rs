@@ -15,7 +15,7 @@ struct MachineConfig<'a> {
     spec: Spec<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Metadata<'a> {
     pub name: &'a str,
     pub labels: BTreeMap<&'static str, &'a str>,
@@ -34,10 +34,16 @@ pub fn metadata<'a>(name: &'a str, pool: &'a str) -> Metadata<'a> {
 }
 
 pub fn render(name: &str, pool: &str, config: &ignition::Config) -> String {
-    super::yaml(&MachineConfig {
+    let mc = |config| MachineConfig {
         api_version: "machineconfiguration.openshift.io/v1",
         kind: "MachineConfig",
         metadata: metadata(name, pool),
         spec: Spec { config },
-    })
+    };
+    let mut elided = super::Elided::default();
+    let mut light = config.clone();
+    for f in &mut light.storage.files {
+        f.contents.source = elided.swap(&f.contents.source);
+    }
+    super::yaml_light(&mc(config), &mc(&light), &elided)
 }

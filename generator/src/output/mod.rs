@@ -16,6 +16,60 @@ pub fn yaml<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_else(|e| unreachable!("plain structs always serialise to YAML: {e}"))
 }
 
+/// YAML text of `full`, made from `light`: the same value with its long
+/// `data:` URLs swapped for `elided`'s placeholders. libyaml's emitter
+/// inspects a scalar byte by byte, and the agent's 1.5 MB URL was three
+/// quarters of a run's instructions; such a URL (no spaces, no `: `, no `#`)
+/// is always written as one plain scalar, so it can be put back as text.
+/// Anything unexpected falls back to serialising `full`.
+pub fn yaml_light<T: serde::Serialize>(full: &T, light: &T, elided: &Elided) -> String {
+    elided.restore(yaml(light)).unwrap_or_else(|| yaml(full))
+}
+
+/// Long strings taken out of a value before YAML serialisation.
+#[derive(Debug, Default)]
+pub struct Elided(Vec<String>);
+
+impl Elided {
+    /// Below this a string costs the emitter little.
+    const MIN: usize = 4096;
+
+    /// `s`, or a placeholder for it when it is a long `data:` URL of
+    /// characters that YAML leaves alone in a plain scalar.
+    pub fn swap(&mut self, s: &str) -> String {
+        let plain = s.starts_with("data:")
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'+' | b'/' | b'=' | b':' | b';' | b',' | b'%' | b'-' | b'.' | b'_'
+                    )
+            });
+        if s.len() < Self::MIN || !plain {
+            return s.to_string();
+        }
+        self.0.push(s.to_string());
+        Self::placeholder(self.0.len() - 1)
+    }
+
+    fn placeholder(i: usize) -> String {
+        format!("kmm-day1-elided-{i}")
+    }
+
+    /// Put the strings back: each placeholder must be a whole mapping value
+    /// on its own line, exactly once.
+    fn restore(&self, mut yaml: String) -> Option<String> {
+        for (i, s) in self.0.iter().enumerate() {
+            let at = format!(": {}\n", Self::placeholder(i));
+            if yaml.matches(at.as_str()).count() != 1 {
+                return None;
+            }
+            yaml = yaml.replacen(at.as_str(), &format!(": {s}\n"), 1);
+        }
+        Some(yaml)
+    }
+}
+
 /// A Kubernetes label value (the pool's role), checked before it reaches the
 /// API server, which would reject it with a less direct message.
 pub fn check_pool(pool: &str) -> Result<()> {
@@ -61,6 +115,59 @@ pub fn mc_name(explicit: Option<&str>, pool: &str, name: &str) -> Result<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Serialize, Clone)]
+    struct Doc {
+        files: Vec<(String, String)>,
+        note: String,
+    }
+
+    #[test]
+    fn light_yaml_is_the_full_yaml() {
+        let b64: String = (0..20_000u32)
+            .map(|i| {
+                char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        [(i.wrapping_mul(2_654_435_761) >> 26) as usize],
+                )
+            })
+            .collect();
+        let full = Doc {
+            files: vec![
+                ("/usr/local/bin/a".into(), format!("data:;base64,{b64}")),
+                ("/etc/b".into(), format!("data:,{}", "x%20y".repeat(1000))),
+                ("/etc/c".into(), "data:,short".into()),
+                // Not plain-safe: stays in place.
+                ("/etc/d".into(), format!("data:,{}", "a b".repeat(2000))),
+            ],
+            note: "kmm-day1-elided-0 in a sentence".into(),
+        };
+        let mut elided = Elided::default();
+        let mut light = full.clone();
+        for f in &mut light.files {
+            f.1 = elided.swap(&f.1);
+        }
+        assert_eq!(elided.0.len(), 2, "the two long plain-safe URLs");
+        assert_eq!(yaml_light(&full, &light, &elided), yaml(&full));
+    }
+
+    #[test]
+    fn a_placeholder_that_is_not_unique_falls_back() {
+        let mut elided = Elided::default();
+        let long = format!("data:;base64,{}", "A".repeat(5000));
+        let p = elided.swap(&long);
+        let full = vec![long.clone(), "kmm-day1-elided-0".to_string()];
+        let light = vec![p.clone(), p];
+        // A map value would match; a sequence item does not: either way
+        // the result must be the full value's YAML.
+        assert_eq!(yaml_light(&full, &light, &elided), yaml(&full));
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("a", long.clone());
+        m.insert("b", "kmm-day1-elided-0".to_string());
+        let mut lm = m.clone();
+        lm.insert("a", "kmm-day1-elided-0".to_string());
+        assert_eq!(yaml_light(&m, &lm, &elided), yaml(&m));
+    }
 
     #[test]
     fn names_and_pools() {
