@@ -51,9 +51,10 @@ for arch in x86_64 aarch64; do
     bench_row "agent $arch: gzip -9" "$(bytes "$gz")" "—" "—" "—" "—"
     bench_row "agent $arch: base64(gzip -9)" "$(bytes "$b64")" "—" "—" "—" "—"
     bench_row "agent $arch: embedded by the generator (base64 of zopfli gzip)" "$(bytes "$embedded")" \
-        "$(bytes "$b64")" "$(bench_ratio "$embedded" "$b64")" "≤ 900 KiB" "$(le "$embedded" $((900 * 1024)))"
-    bench_row "MachineConfig examples/sfc.toml ($arch)" "$(bytes "$mcsize")" "—" "—" "≤ 1 MiB (refused > 1.25 MiB)" \
-        "$(le "$mcsize" $((1024 * 1024)))"
+        "$(bytes "$b64")" "$(bench_ratio "$embedded" "$b64")" "—" "—"
+    # Issue 8's goal is for the whole MachineConfig; the generator refuses above 1.25 MiB.
+    bench_row "MachineConfig examples/sfc.toml ($arch)" "$(bytes "$mcsize")" "—" "—" "≤ 900 KiB (refused > 1.25 MiB)" \
+        "$(le "$mcsize" $((900 * 1024)))"
 done
 
 [[ ${BENCH_BLOAT:-1} == 0 ]] && exit 0
