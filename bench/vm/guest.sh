@@ -135,12 +135,7 @@ replace_bench() {
 }
 
 if [ "$(kmt_json $S/kmmtest/replace.json result)" = waiting-for-pull ] && [ ! -e $V/boots ]; then
-    kmt_eq "boot 1: pull published the image" published "$(kmt_json $S/kmmtest/pull.json result)"
-    if [ "$KMT_FAILED" = 0 ]; then
-        kmt_log "waiting for the reboot pull asked for"
-        sleep 300
-        kmt_fail "pull's reboot did not happen within 300 s"
-    fi
+    kmt_await_pull_reboot kmmtest
 else
     n=$(($(cat $V/boots 2>/dev/null || echo 0) + 1))
     echo $n >$V/boots

@@ -132,6 +132,18 @@ kmt_json() {
     tr -d '\n' 2>/dev/null <"$1" | sed -n "s/.*\"$2\" *: *\"\\([^\"]*\\)\".*/\\1/p"
 }
 
+# Boot 1 of a tier-2 guest, before the pull's reboot: pull must have
+# published CONFIG's image; the reboot it asked for then ends this boot, so
+# reaching the end of the wait is a failure.
+kmt_await_pull_reboot() {
+    kmt_eq "boot 1: pull published the image" published "$(kmt_json "/var/lib/kmm-day1/$1/pull.json" result)"
+    if [ "$KMT_FAILED" = 0 ]; then
+        kmt_log "waiting for the reboot pull asked for"
+        sleep 300
+        kmt_fail "pull's reboot did not happen within 300 s"
+    fi
+}
+
 # Runs CMD with its output (stdout and stderr) shown on the console as it
 # comes (so a hang is visible in the serial log) and kept in $KMT_OUT; sets
 # KMT_RC.

@@ -7,12 +7,7 @@
 # boots).
 S=/var/lib/kmm-day1
 if [ "$(kmt_json $S/kmmtest/replace.json result)" = waiting-for-pull ]; then
-    kmt_eq "boot 1: pull published the image" published "$(kmt_json $S/kmmtest/pull.json result)"
-    if [ "$KMT_FAILED" = 0 ]; then
-        kmt_log "waiting for the reboot pull asked for"
-        sleep 300
-        kmt_fail "pull's reboot did not happen within 300 s"
-    fi
+    kmt_await_pull_reboot kmmtest
 else
     kmt_eq "kmm-day1-replace.service failed this boot" failed "$(systemctl is-active kmm-day1-replace.service)"
     kmt_eq "replace.json says rolled back" rolled-back "$(kmt_json $S/kmmtest/replace.json result)"
