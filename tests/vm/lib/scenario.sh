@@ -47,6 +47,35 @@ host_watchers_stop() {
     rm -f "$out/host-watchers"
 }
 
+# reboot_recorder ROOT: a `systemctl` at ROOT/usr/local/bin for a busybox
+# guest (no systemd) that records what the agent asks for (pull's reboot) in
+# /run/systemctl-requests, as a queued job would; the guest reboots itself.
+reboot_recorder() {
+    mkdir -p "$1/usr/local/bin"
+    printf '#!/bin/sh\necho "systemctl $*" >>/run/systemctl-requests\n' >"$1/usr/local/bin/systemctl"
+    chmod 755 "$1/usr/local/bin/systemctl"
+}
+
+# dummy_pull_config ROOT COUNT LABEL: the node config of the pull scenarios:
+# the pushed kmmtest/dummy image for the running kernel, three modules with
+# firmware, kmmtest_params given COUNT and LABEL (so a guest can tell which
+# config loaded), plain HTTP to the test registry.
+dummy_pull_config() {
+    mkdir -p "$1/etc/kmm-day1"
+    cat >"$1/etc/kmm-day1/kmmtest.toml" <<TOML
+image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
+in_tree_remove = ["dummy"]
+firmware_dir = "/firmware"
+
+[parameters]
+kmmtest_params = ["count=$2", "label=$3"]
+
+[pull]
+insecure = true
+TOML
+}
+
 find_agent() {
     local a=${KMM_DAY1_AGENT_X86_64:-}
     if [[ -z $a ]]; then

@@ -34,24 +34,8 @@ scenario_prepare() {
     kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
     oci_image "$out/image-src" "$out/oci" "$RELEASE"
     push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$root/opt/kmmtest/expect/digest"
-    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=6", "label=upgraded"]
-
-[pull]
-insecure = true
-TOML
-    mkdir -p "$root/usr/local/bin"
-    cat >"$root/usr/local/bin/systemctl" <<'SH'
-#!/bin/sh
-echo "systemctl $*" >>/run/systemctl-requests
-SH
-    chmod 755 "$root/usr/local/bin/systemctl"
+    dummy_pull_config "$root" 6 upgraded
+    reboot_recorder "$root"
 }
 
 scenario_cleanup() {

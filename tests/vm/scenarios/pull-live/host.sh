@@ -20,8 +20,7 @@ insecure = true
 after_pull = "live"
 TOML
     # Any reboot request would be recorded here (this guest has no systemd).
-    printf '#!/bin/sh\necho "systemctl $*" >>/run/systemctl-requests\n' >"$root/usr/local/bin/systemctl"
-    chmod 755 "$root/usr/local/bin/systemctl"
+    reboot_recorder "$root"
 }
 
 scenario_cleanup() {

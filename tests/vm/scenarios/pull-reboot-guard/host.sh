@@ -28,12 +28,7 @@ insecure = true
 max_reboots_per_kernel = 2
 TOML
     done
-    mkdir -p "$root/usr/local/bin"
-    cat >"$root/usr/local/bin/systemctl" <<'SH'
-#!/bin/sh
-echo "systemctl $*" >>/run/systemctl-requests
-SH
-    chmod 755 "$root/usr/local/bin/systemctl"
+    reboot_recorder "$root"
 }
 
 scenario_cleanup() {

@@ -14,27 +14,11 @@ scenario_prepare() {
     oci_image "$out/image-src" "$out/oci" "$RELEASE"
     push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
     cp "$out/digest" "$root/opt/kmmtest/expect/digest"
-    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=3", "label=pulled"]
-
-[pull]
-insecure = true
-TOML
+    dummy_pull_config "$root" 3 pulled
     # pull asks systemd for the reboot (after_pull = "reboot", the default);
     # this guest has no systemd: record the request, as a queued job would,
     # and let the test reboot once the agent has exited.
-    mkdir -p "$root/usr/local/bin"
-    cat >"$root/usr/local/bin/systemctl" <<'SH'
-#!/bin/sh
-echo "systemctl $*" >>/run/systemctl-requests
-SH
-    chmod 755 "$root/usr/local/bin/systemctl"
+    reboot_recorder "$root"
 }
 
 scenario_cleanup() {

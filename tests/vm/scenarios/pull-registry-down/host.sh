@@ -19,25 +19,9 @@ scenario_prepare() {
     cp "$out/digest" "$root/opt/kmmtest/expect/digest"
     registry_stop
     host_on_guest registry-up "$out" registry_again "$out" "$SCN_NET_PORT"
-    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=4", "label=late"]
-
-[pull]
-insecure = true
-TOML
+    dummy_pull_config "$root" 4 late
     # pull asks systemd for the reboot; record the request (no systemd here).
-    mkdir -p "$root/usr/local/bin"
-    cat >"$root/usr/local/bin/systemctl" <<'SH'
-#!/bin/sh
-echo "systemctl $*" >>/run/systemctl-requests
-SH
-    chmod 755 "$root/usr/local/bin/systemctl"
+    reboot_recorder "$root"
 }
 
 registry_again() {
