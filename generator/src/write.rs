@@ -1,6 +1,9 @@
 //! Writing the output: stdout, or a file that is either the old one or the
 //! complete new one (temp file in the same directory, fsync, rename, fsync
-//! of the directory), never half-written.
+//! of the directory), never half-written. A path that exists and is not a
+//! regular file (`/dev/null`, a FIFO, a terminal) is written in place: a
+//! rename would replace the device node itself (as root, `-o /dev/null`
+//! once turned this machine's `/dev/null` into a regular file).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,9 +19,22 @@ pub fn emit(text: &str, to: Option<&Path>) -> Result<()> {
                 .and_then(|()| out.flush())
                 .context("cannot write to stdout")
         }
-        Some(path) => write_atomic(path, text.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {
+                anyhow::bail!("cannot write {}: it is a directory", path.display())
+            }
+            Ok(m) if !m.is_file() => write_in_place(path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display())),
+            _ => write_atomic(path, text.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display())),
+        },
     }
+}
+
+fn write_in_place(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    f.write_all(data)?;
+    f.flush()
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
@@ -64,6 +80,32 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
         let e = emit("x", Some(&dir.join("missing/out.yaml"))).unwrap_err();
         assert!(format!("{e:#}").contains("missing/out.yaml"));
+        let e = emit("x", Some(&dir)).unwrap_err();
+        assert!(format!("{e:#}").contains("it is a directory"), "{e:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_or_device_is_written_in_place_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = std::env::temp_dir().join(format!("kmm-day1-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("out");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        emit("through the pipe\n", Some(&fifo)).unwrap();
+        // Checked before joining: a replaced FIFO would leave the reader
+        // waiting for a writer forever.
+        let still = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(still.is_fifo(), "the FIFO was replaced by {still:?}");
+        assert_eq!(reader.join().unwrap(), "through the pipe\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
