@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# What building the static agents needs: the musl targets of the Rust
-# toolchain and a C cross compiler for the C/assembly parts of dependencies
-# (ring) on aarch64. Idempotent: installs only what is missing.
+# What building the static agents needs (`make agents`, and so `make example`):
+# the musl targets of the Rust toolchain, a C compiler and linker for this
+# machine (build scripts, proc macros), and the C compilers cc-rs uses for
+# ring's C/assembly parts on both musl targets — exactly the ones
+# .cargo/config.toml names. Each is checked by compiling (and where it can
+# run here, linking and running) a small C file, not by a package name: a
+# fresh Debian 12 root has no `cc` at all, and gcc-aarch64-linux-gnu without
+# recommends brings no aarch64 C headers. Idempotent.
 set -euo pipefail
+. "$(dirname "$0")/lib/ensure.sh"
 
+# rustup's own failures are clear enough; a machine without rustup cannot
+# build at all (README: rustup is the one prerequisite besides make).
+command -v rustup >/dev/null || { echo "00-build: rustup is not on PATH: install rustup (README, Set up)" >&2; exit 1; }
 installed=$(rustup target list --installed)
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
@@ -28,10 +37,17 @@ if nightly=$(rustup run nightly rustc --print sysroot 2>/dev/null); then
     echo "note: nightly has no x86_64-unknown-linux-musl std; using the default toolchain's musl objects"
 fi
 
-need=()
-command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
-command -v make >/dev/null || need+=(make)
-if ((${#need[@]})); then
-  [[ -n "${KMM_DAY1_APT_UPDATED:-}" ]] || apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+x86_cc=$(cargo_env CC_x86_64_unknown_linux_musl)
+x86_ar=$(cargo_env AR_x86_64_unknown_linux_musl)
+arm_cc=$(cargo_env CC_aarch64_unknown_linux_musl)
+arm_ar=$(cargo_env AR_aarch64_unknown_linux_musl)
+checks() {
+  need make make --version
+  # rustc links build scripts and proc macros for the host with `cc`.
+  need "gcc libc6-dev" c_runs cc
+  need musl-tools c_runs "$x86_cc" -static
+  need binutils "$x86_ar" --version
+  need "gcc-aarch64-linux-gnu libc6-dev-arm64-cross" c_compiles "$arm_cc"
+  need binutils-aarch64-linux-gnu "$arm_ar" --version
+}
+ensure checks

@@ -11,17 +11,17 @@
 #   /var/cache/kmm-day1-tests/kernel/root/lib/modules/<release>/   the tree, with modules.dep
 # Override the cache directory with KMM_DAY1_KERNEL_CACHE (tests read the same variable).
 set -euo pipefail
+. "$(dirname "$0")/lib/ensure.sh"
 
 cache="${KMM_DAY1_KERNEL_CACHE:-/var/cache/kmm-day1-tests/kernel}"
 
-need=()
-command -v modprobe >/dev/null || need+=(kmod)
-command -v depmod >/dev/null || need+=(kmod)
-command -v xz >/dev/null || need+=(xz-utils)
-command -v zstd >/dev/null || need+=(zstd)
-if ((${#need[@]})); then
-    apt-get install -y --no-install-recommends "${need[@]}"
-fi
+checks() {
+    need kmod modprobe --version
+    need kmod depmod --version
+    need xz-utils xz --version
+    need zstd zstd --version
+}
+ensure checks
 
 # The image package that linux-image-amd64 currently depends on, e.g.
 # linux-image-6.1.0-56-amd64 (the ABI number changes with Debian updates).
@@ -41,7 +41,7 @@ echo "20-kernel-tree: unpacking $pkg into $cache"
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/.tmp.XXXXXX")
 chmod 755 "$tmp" # apt-get download runs as _apt and must write here
-trap 'rm -rf "$tmp"' EXIT
+SETUP_CLEANUP+=("$tmp")
 (cd "$tmp" && apt-get download "$pkg" >/dev/null)
 dpkg-deb -x "$tmp"/*.deb "$tmp/root"
 # Only the module tree is needed; the kernel image itself is left for the VM

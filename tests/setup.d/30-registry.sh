@@ -4,15 +4,13 @@
 # tools that build and push test images, openssl for throwaway CAs and token
 # signing keys, htpasswd for bcrypt password files.
 set -euo pipefail
-
-need=()
-have() { command -v "$1" >/dev/null; }
-have docker-registry || need+=(docker-registry)
-have skopeo || need+=(skopeo)
-have umoci || need+=(umoci)
-have openssl || need+=(openssl)
-have htpasswd || need+=(apache2-utils)
-have sha256sum || need+=(coreutils)
-if ((${#need[@]})); then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+. "$(dirname "$0")/lib/ensure.sh"
+checks() {
+  need docker-registry docker-registry --version
+  need skopeo skopeo --version
+  need umoci umoci --version
+  need openssl openssl version
+  need apache2-utils htpasswd -nbB user pass
+  need coreutils sha256sum --version
+}
+ensure checks

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tools and cached inputs for the VM end-to-end tests (tests/vm/, docs/testing-vm.md).
 #
-# Installs QEMU, busybox-static, mmdebstrap and ignition (tier 2), the kernel headers of the guest's release (to
-# build the out-of-tree test modules), socat (the guest's only way out: a
-# guestfwd to the registry on 127.0.0.1), and the image tools; downloads
+# Installs busybox-static, mmdebstrap and ignition (tier 2), the kernel
+# headers of the guest's release (to build the out-of-tree test modules),
+# socat (the guest's only way out: a guestfwd to the registry on 127.0.0.1),
+# and the image tools (QEMU itself: 38-qemu.sh); downloads
 # Debian's kernel image package for the guest — never installed on the host —
 # and then lets the harness derive everything it caches (vmlinux for PVH boot,
 # module subset, test modules, base initramfs) so `make test` pays for it here.
@@ -11,6 +12,7 @@
 # The guest release is the one `linux-image-amd64` depends on today; it is
 # discovered, never written down, and the cache is keyed by it.
 set -euo pipefail
+. "$(dirname "$0")/lib/ensure.sh"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Same default as tests/vm/run: outside the checkout, so a fresh clone (CI)
@@ -30,29 +32,24 @@ if [[ -z "$pkg" ]]; then
 fi
 release=${pkg#linux-image-}
 
-need=()
-have() { command -v "$1" >/dev/null; }
-have qemu-system-x86_64 || need+=(qemu-system-x86)
-have qemu-img || need+=(qemu-utils)
-dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
-have socat || need+=(socat)
-have xz || need+=(xz-utils)
-have cpio || need+=(cpio)
-have depmod || need+=(kmod)
-have mkfs.ext4 || need+=(e2fsprogs)
-have make || need+=(make)
-have gcc || need+=(gcc)
-have umoci || need+=(umoci)
-have skopeo || need+=(skopeo)
-have docker-registry || need+=(docker-registry)
-have mmdebstrap || need+=(mmdebstrap)
-[[ -x /usr/lib/dracut/modules.d/30ignition/ignition ]] || need+=(ignition)
-have sha256sum || need+=(coreutils)
-[[ -d "/usr/src/linux-headers-$release" ]] || need+=("linux-headers-$release")
-if ((${#need[@]})); then
-    echo "40-vm: installing ${need[*]}"
-    apt-get install -y --no-install-recommends "${need[@]}"
-fi
+checks() {
+    need busybox-static test -x /bin/busybox
+    need socat socat -V
+    need xz-utils xz --version
+    need cpio cpio --version
+    need kmod depmod --version
+    need e2fsprogs mkfs.ext4 -V
+    need make make --version
+    need "gcc libc6-dev" c_runs cc
+    need umoci umoci --version
+    need skopeo skopeo --version
+    need docker-registry docker-registry --version
+    need mmdebstrap mmdebstrap --version
+    need ignition /usr/lib/dracut/modules.d/30ignition/ignition -version
+    need coreutils sha256sum --version
+    need "linux-headers-$release" test -f "/usr/src/linux-headers-$release/Makefile"
+}
+ensure checks
 
 # The kernel image package, kept as the .deb: the harness unpacks only what it
 # needs from it (the kernel and a handful of modules), keyed by the release.
@@ -62,7 +59,7 @@ if [[ ! -s "$kdir/image.deb" ]]; then
     mkdir -p "$kdir"
     tmp=$(mktemp -d "$kdir/.tmp.XXXXXX")
     chmod 755 "$tmp" # apt-get download runs as _apt and must write here
-    trap 'rm -rf "$tmp"' EXIT
+    SETUP_CLEANUP+=("$tmp")
     (cd "$tmp" && apt-get download "$pkg" >/dev/null)
     debs=("$tmp"/*.deb)
     mv "${debs[0]}" "$kdir/image.deb.tmp"
