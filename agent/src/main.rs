@@ -5,7 +5,7 @@
 
 /// docker-config credential files (`/var/lib/kubelet/config.json`).
 mod auth;
-/// Blob sources (registry, OCI layout) and verified downloads into the store.
+/// Verified, resumable blob downloads into the store, from any image source.
 mod blobs;
 /// Command-line parsing (lexopt: clap costs ~300 KB here).
 mod cli;
@@ -27,6 +27,9 @@ mod modinfo;
 mod modules;
 /// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.
 mod notify;
+/// The OCI image model (manifests, indexes, platforms, digests) and the
+/// image-source trait; the OCI layout source.
+mod oci;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
 /// Atomic publish of an extracted tree (`current` swap), crash cleanup, GC.
@@ -34,7 +37,6 @@ mod publish;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
-#[allow(dead_code)] // called by pull as it lands
 mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
@@ -43,7 +45,6 @@ mod state;
 /// `status`: report what the agent did and will do.
 mod status;
 /// The on-disk store shared by every phase.
-#[allow(dead_code)] // used by pull and replace as they land
 mod store;
 /// Which CAs a registry's certificate is checked against.
 mod tls;

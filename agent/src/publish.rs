@@ -190,7 +190,7 @@ pub fn gc(store: &Store, name: &str, kver: &str, previous: Option<&str>) -> Resu
 /// Remove the blobs of a published image (they are in the tree now).
 pub fn drop_blobs(store: &Store, digests: &[String]) {
     for d in digests {
-        if let Ok(hex) = crate::blobs::digest_hex(d) {
+        if let Ok(hex) = crate::oci::digest_hex(d) {
             let _ = fs::remove_file(store.blobs_dir().join(hex));
         }
     }

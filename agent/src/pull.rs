@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use kmm_day1_config::{module_name_eq, AfterPull, NodeConfig};
 
-use crate::blobs::{self, ImageSource, OciLayout};
+use crate::blobs;
 use crate::extract::{Caps, Extractor, Filter, Summary};
-use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
+use crate::oci::layout::OciLayout;
+use crate::oci::{self, ImageSource, Platform, ResolvedImage};
+use crate::registry::{Registry, RegistryOptions};
 use crate::state::{self, PullResult, PullState, Tenths, TreeMeta};
 use crate::store::Store;
 use crate::{cli, log, modinfo, notify, publish};
@@ -349,7 +351,7 @@ fn pull_one(
     let image = src
         .resolve(&resolved.image)
         .with_context(|| format!("resolving {}", resolved.reference))?;
-    let hex = blobs::digest_hex(&image.digest)?.to_string();
+    let hex = oci::digest_hex(&image.digest)?.to_string();
     let kdir = store.kernel_dir(name, kver);
     let mut outcome = Outcome {
         image: Some(resolved.reference.clone()),

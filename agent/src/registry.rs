@@ -30,80 +30,17 @@ use crate::http::{Client, HttpError, Proxy, Response, Url};
 use crate::json;
 use crate::log;
 use crate::mirrors::{Endpoint, Mirrors};
+use crate::oci::{
+    choose_platform, digest_hex, parse_manifest, sha256_digest, Descriptor, ImageSource, Manifest,
+    Platform, ResolvedImage, MAX_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST,
+};
 use crate::tls::TlsSettings;
 
-/// Manifests and indexes larger than this are refused before parsing.
-pub const MAX_MANIFEST: usize = 4 << 20;
-/// Entries of an image index, layers of a manifest.
-pub const MAX_ENTRIES: usize = 1024;
 /// Redirects followed for one request (CDNs use one or two).
 pub const MAX_REDIRECTS: usize = 5;
 /// Longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
-/// An OCI platform (`os`/`architecture`/`variant` of an image index entry).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform this agent was built for (it runs on what it was built for).
-    pub fn host() -> Platform {
-        let (architecture, variant) = if cfg!(target_arch = "aarch64") {
-            ("arm64", Some("v8"))
-        } else if cfg!(target_arch = "x86_64") {
-            ("amd64", None)
-        } else if cfg!(target_arch = "s390x") {
-            ("s390x", None)
-        } else if cfg!(target_arch = "powerpc64") {
-            ("ppc64le", None)
-        } else {
-            (std::env::consts::ARCH, None)
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: variant.map(str::to_string),
-        }
-    }
-
-    /// The variant an entry without one stands for (OCI image-index spec:
-    /// arm64 is v8, arm v7, amd64 v1), so `arm64` and `arm64/v8` match.
-    fn normalized_variant(&self) -> Option<&str> {
-        self.variant
-            .as_deref()
-            .or(match self.architecture.as_str() {
-                "arm64" => Some("v8"),
-                "arm" => Some("v7"),
-                "amd64" => Some("v1"),
-                _ => None,
-            })
-    }
-
-    fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && self.normalized_variant() == other.normalized_variant()
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
 
 /// Everything the client reads besides the image reference.
 #[derive(Debug, Clone)]
@@ -156,30 +93,6 @@ impl RegistryOptions {
     }
 }
 
-/// A content descriptor (manifest config or layer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Descriptor {
-    pub media_type: String,
-    /// Always `sha256:<64 lowercase hex>` (checked: callers use it in paths).
-    pub digest: String,
-    pub size: u64,
-}
-
-/// An image reference resolved to the node's platform manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolvedImage {
-    /// What was asked.
-    pub reference: String,
-    /// `sha256:…` of the platform manifest: what the store is keyed by.
-    pub digest: String,
-    pub index_digest: Option<String>,
-    pub config: Descriptor,
-    /// In application order.
-    pub layers: Vec<Descriptor>,
-    /// `host[:port]/repo` that served the manifest (a mirror or the source).
-    pub source: String,
-}
-
 /// Failures callers tell apart (inside `anyhow::Error`; use `downcast_ref`).
 /// None of them ever carries a credential.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +136,22 @@ impl RegistryError {
 fn retryable(e: &anyhow::Error) -> bool {
     e.downcast_ref::<RegistryError>()
         .is_some_and(RegistryError::retryable)
+}
+
+impl ImageSource for Registry {
+    fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
+        Registry::resolve(self, image)
+    }
+
+    fn fetch_blob(
+        &mut self,
+        image: &ResolvedImage,
+        desc: &Descriptor,
+        offset: u64,
+        sink: &mut dyn Write,
+    ) -> Result<u64> {
+        Registry::fetch_blob(self, image, desc, offset, sink)
+    }
 }
 
 /// The registry client for one pull.
@@ -342,8 +271,7 @@ impl Registry {
         offset: u64,
         sink: &mut dyn Write,
     ) -> Result<u64> {
-        check_digest_syntax(&desc.digest)
-            .with_context(|| format!("blob of {}", image.reference))?;
+        digest_hex(&desc.digest).with_context(|| format!("blob of {}", image.reference))?;
         if offset > desc.size {
             bail!(
                 "blob {}: resume offset {offset} is past its size {}",
@@ -984,16 +912,6 @@ fn random_fraction() -> f64 {
     f64::from(v) / (f64::from(u32::MAX) + 1.0)
 }
 
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in d.as_ref() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 fn verify(what: &str, expected: &str, actual: &str) -> Result<(), RegistryError> {
     if expected == actual {
         Ok(())
@@ -1004,184 +922,6 @@ fn verify(what: &str, expected: &str, actual: &str) -> Result<(), RegistryError>
             actual: actual.to_string(),
         })
     }
-}
-
-fn check_digest_syntax(d: &str) -> Result<()> {
-    let ok = d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    });
-    if ok {
-        Ok(())
-    } else {
-        bail!(
-            "digest `{}` is not sha256:<64 lowercase hex digits>",
-            d.chars().take(80).collect::<String>()
-        )
-    }
-}
-
-#[derive(Debug)]
-struct ImageManifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Debug)]
-struct IndexEntry {
-    digest: String,
-    platform: Option<Platform>,
-}
-
-#[derive(Debug)]
-enum Manifest {
-    Image(ImageManifest),
-    Index(Vec<IndexEntry>),
-}
-
-/// A descriptor as the JSON has it (media type, digest, size, platform).
-struct RawDescriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-    platform: Option<Platform>,
-}
-
-impl RawDescriptor {
-    fn from_json(v: &serde_json::Value) -> Result<Self, String> {
-        let o = json::object(v, "a descriptor")?;
-        let platform = match o.opt_object("platform")? {
-            None => None,
-            Some(p) => Some(Platform {
-                os: p.required_str("os")?.to_string(),
-                architecture: p.required_str("architecture")?.to_string(),
-                variant: p.opt_string("variant")?.filter(|v| !v.is_empty()),
-            }),
-        };
-        Ok(RawDescriptor {
-            media_type: o.string("mediaType")?,
-            digest: o.required_str("digest")?.to_string(),
-            size: o.required_u64("size")?,
-            platform,
-        })
-    }
-}
-
-fn descriptors(list: &[serde_json::Value]) -> Result<Vec<RawDescriptor>, String> {
-    list.iter().map(RawDescriptor::from_json).collect()
-}
-
-fn descriptor(raw: RawDescriptor) -> Result<Descriptor> {
-    check_digest_syntax(&raw.digest)?;
-    Ok(Descriptor {
-        media_type: raw.media_type,
-        digest: raw.digest,
-        size: raw.size,
-    })
-}
-
-/// An image manifest or index (OCI or Docker schema 2); the JSON
-/// `mediaType` wins over the Content-Type header, structure over both.
-fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| anyhow!("not a valid manifest: {e}"))?;
-    let invalid = |e: String| anyhow!("not a valid manifest: {e}");
-    let raw = json::object(&value, "the manifest").map_err(invalid)?;
-    let header_type =
-        header_type.map(|h| h.split(';').next().unwrap_or_default().trim().to_string());
-    let media_type = raw
-        .opt_string("mediaType")
-        .map_err(invalid)?
-        .or(header_type)
-        .unwrap_or_default();
-    let schema_version = raw
-        .get("schemaVersion")
-        .map(|v| {
-            v.as_u64()
-                .ok_or("`schemaVersion`: expected an unsigned integer".to_string())
-        })
-        .transpose()
-        .map_err(invalid)?;
-    let manifests = raw.opt_array("manifests").map_err(invalid)?;
-    let layers = raw.opt_array("layers").map_err(invalid)?;
-    if schema_version == Some(1)
-        || media_type.starts_with("application/vnd.docker.distribution.manifest.v1")
-    {
-        bail!("Docker schema 1 manifests are not supported; push the image again with a current client (schema 2 or OCI)");
-    }
-    let is_index = match media_type.as_str() {
-        MEDIA_OCI_INDEX | MEDIA_DOCKER_LIST => true,
-        MEDIA_OCI_MANIFEST | MEDIA_DOCKER_MANIFEST => false,
-        _ => manifests.is_some() && layers.is_none(),
-    };
-    if is_index {
-        let entries = manifests.ok_or_else(|| anyhow!("an image index without `manifests`"))?;
-        if entries.len() > MAX_ENTRIES {
-            bail!(
-                "the image index has {} entries, more than {MAX_ENTRIES}",
-                entries.len()
-            );
-        }
-        let mut out = Vec::with_capacity(entries.len());
-        for e in descriptors(entries).map_err(invalid)? {
-            check_digest_syntax(&e.digest)?;
-            out.push(IndexEntry {
-                digest: e.digest,
-                platform: e.platform,
-            });
-        }
-        Ok(Manifest::Index(out))
-    } else {
-        let config = raw
-            .get("config")
-            .ok_or_else(|| anyhow!("an image manifest without `config`"))?;
-        let config = RawDescriptor::from_json(config).map_err(invalid)?;
-        let layers = layers.unwrap_or_default();
-        if layers.len() > MAX_ENTRIES {
-            bail!(
-                "the manifest has {} layers, more than {MAX_ENTRIES}",
-                layers.len()
-            );
-        }
-        Ok(Manifest::Image(ImageManifest {
-            config: descriptor(config)?,
-            layers: descriptors(layers)
-                .map_err(invalid)?
-                .into_iter()
-                .map(descriptor)
-                .collect::<Result<_>>()?,
-        }))
-    }
-}
-
-/// Whether `bytes` parse as a manifest or index: for the fuzz target, which
-/// includes this file (fuzz/src/lib.rs); the agent never calls it.
-#[allow(dead_code)]
-pub(crate) fn manifest_parses(bytes: &[u8], header_type: Option<&str>) -> bool {
-    parse_manifest(bytes, header_type).is_ok()
-}
-
-/// The first index entry for `want`, or an error listing what there is.
-fn choose_platform<'a>(entries: &'a [IndexEntry], want: &Platform) -> Result<&'a IndexEntry> {
-    if let Some(e) = entries
-        .iter()
-        .find(|e| e.platform.as_ref().is_some_and(|p| p.matches(want)))
-    {
-        return Ok(e);
-    }
-    let available: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.platform.as_ref())
-        .filter(|p| p.os != "unknown")
-        .map(Platform::to_string)
-        .collect();
-    bail!(
-        "the image index has no manifest for {want}; available: {}",
-        if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
-        }
-    )
 }
 
 #[cfg(test)]

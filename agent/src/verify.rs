@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use kmm_day1_config::{module_name_canonical, ImageRef, NodeConfig};
 
-use crate::blobs::{self, ImageSource, OciLayout};
+use crate::blobs;
 use crate::cli;
 use crate::extract::{Caps, Extractor, Filter};
 use crate::modinfo;
 use crate::modules::{module_name_from_path, parse_modules_dep};
-use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
+use crate::oci::layout::OciLayout;
+use crate::oci::{ImageSource, Platform, ResolvedImage};
+use crate::registry::{Registry, RegistryOptions};
 use crate::state::Tenths;
 
 /// Default `firmware_dir` to look in: where KMM images keep firmware

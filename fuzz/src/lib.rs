@@ -21,6 +21,8 @@ pub mod tls;
 pub mod http;
 #[path = "../../agent/src/json.rs"]
 pub mod json;
+#[path = "../../agent/src/oci/mod.rs"]
+pub mod oci;
 #[path = "../../agent/src/registry.rs"]
 pub mod registry;
 
@@ -34,8 +36,8 @@ pub fn scratch_file(name: &str, data: &[u8]) -> std::path::PathBuf {
     p
 }
 
-/// The registry client's manifest/index parser (crate-private in the
+/// The manifest/index parser both image sources use (crate-private in the
 /// agent): whether `bytes` parse, with an optional Content-Type.
 pub fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> bool {
-    registry::manifest_parses(bytes, header_type)
+    oci::manifest_parses(bytes, header_type)
 }

@@ -374,49 +374,22 @@ impl Registry {
     ) -> Result<String> {
         let work = TempDir::new("index")?;
         let layout = work.path().join("layout");
-        let mut entries = Vec::new();
-        for (i, (arch, variant, image)) in platforms.iter().enumerate() {
-            let tag = format!("p{i}");
-            let img = (*image).clone().architecture(arch);
-            img.build(&layout, &tag, work.path())?;
-            let index: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
-            let desc = index["manifests"]
-                .as_array()
-                .and_then(|m| {
-                    m.iter().find(|d| {
-                        d["annotations"]["org.opencontainers.image.ref.name"] == tag.as_str()
-                    })
-                })
-                .cloned()
-                .context("umoci's index.json lacks the tag it just wrote")?;
-            let mut platform = serde_json::json!({"architecture": arch, "os": "linux"});
-            if let Some(v) = variant {
-                platform["variant"] = serde_json::json!(v);
-            }
-            entries.push(serde_json::json!({
-                "mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
-                "platform": platform,
-            }));
-        }
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": entries,
-        }))?;
-        let digest = write_blob(&layout, &index)?;
-        let index_path = layout.join("index.json");
-        let mut top: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path)?)?;
-        if let Some(m) = top["manifests"].as_array_mut() {
-            m.push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "digest": digest, "size": index.len(),
-                "annotations": {"org.opencontainers.image.ref.name": "multi"},
-            }));
-        }
-        std::fs::write(&index_path, serde_json::to_vec(&top)?)?;
+        build_index_layout(&layout, "multi", platforms, work.path())?;
+        self.push_layout(&layout, "multi", repo_tag, format)
+    }
+
+    /// Push the image or index tagged `tag` in the OCI layout `layout`, with
+    /// every manifest an index names, as `repo_tag`; its digest.
+    pub fn push_layout(
+        &self,
+        layout: &Path,
+        tag: &str,
+        repo_tag: &str,
+        format: Format,
+    ) -> Result<String> {
+        let work = TempDir::new("push")?;
         self.copy(
-            &format!("oci:{}:multi", layout.display()),
+            &format!("oci:{}:{tag}", layout.display()),
             repo_tag,
             format,
             true,
@@ -457,6 +430,59 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Build, in the OCI layout `layout`, one image per entry of `platforms`
+/// (architecture, variant, image) and an image index of them, in that order,
+/// tagged `tag`; the index digest. `work` is scratch space for umoci.
+pub fn build_index_layout(
+    layout: &Path,
+    tag: &str,
+    platforms: &[(&str, Option<&str>, &Image)],
+    work: &Path,
+) -> Result<String> {
+    let mut entries = Vec::new();
+    for (i, (arch, variant, image)) in platforms.iter().enumerate() {
+        let p_tag = format!("p{i}");
+        let img = (*image).clone().architecture(arch);
+        img.build(layout, &p_tag, work)?;
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+        let desc = index["manifests"]
+            .as_array()
+            .and_then(|m| {
+                m.iter().find(|d| {
+                    d["annotations"]["org.opencontainers.image.ref.name"] == p_tag.as_str()
+                })
+            })
+            .cloned()
+            .context("umoci's index.json lacks the tag it just wrote")?;
+        let mut platform = serde_json::json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            platform["variant"] = serde_json::json!(v);
+        }
+        entries.push(serde_json::json!({
+            "mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
+            "platform": platform,
+        }));
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))?;
+    let digest = write_blob(layout, &index)?;
+    let index_path = layout.join("index.json");
+    let mut top: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path)?)?;
+    if let Some(m) = top["manifests"].as_array_mut() {
+        m.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }));
+    }
+    std::fs::write(&index_path, serde_json::to_vec(&top)?)?;
+    Ok(digest)
 }
 
 /// Where a registry with storage root `storage` keeps a blob's bytes, as a

@@ -38,97 +38,6 @@ fn challenge_parameters() {
     );
 }
 
-fn d(c: char) -> String {
-    format!("sha256:{}", c.to_string().repeat(64))
-}
-
-#[test]
-fn platform_selection_normalises_variants() {
-    let entry = |c: char, arch: &str, variant: Option<&str>| IndexEntry {
-        digest: d(c),
-        platform: Some(Platform {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant: variant.map(str::to_string),
-        }),
-    };
-    let entries = vec![
-        IndexEntry {
-            digest: d('0'),
-            platform: Some(Platform {
-                os: "unknown".into(),
-                architecture: "unknown".into(),
-                variant: None,
-            }),
-        },
-        entry('1', "amd64", Some("v3")),
-        entry('2', "amd64", None),
-        entry('3', "arm64", None),
-        entry('4', "arm", Some("v6")),
-    ];
-    let arm64 = Platform {
-        os: "linux".into(),
-        architecture: "arm64".into(),
-        variant: Some("v8".into()),
-    };
-    assert_eq!(choose_platform(&entries, &arm64).unwrap().digest, d('3'));
-    let amd64 = Platform {
-        os: "linux".into(),
-        architecture: "amd64".into(),
-        variant: None,
-    };
-    assert_eq!(choose_platform(&entries, &amd64).unwrap().digest, d('2'));
-    let s390x = Platform {
-        os: "linux".into(),
-        architecture: "s390x".into(),
-        variant: None,
-    };
-    let e = choose_platform(&entries, &s390x).unwrap_err().to_string();
-    assert!(
-        e.contains("no manifest for linux/s390x")
-            && e.contains("available: linux/amd64/v3, linux/amd64, linux/arm64, linux/arm/v6"),
-        "{e}"
-    );
-    assert_eq!(Platform::host().os, "linux");
-}
-
-#[test]
-fn manifest_parsing_refuses_what_it_cannot_use() {
-    let schema1 = br#"{"schemaVersion": 1, "name": "x", "fsLayers": []}"#;
-    let e = parse_manifest(schema1, None).unwrap_err().to_string();
-    assert!(e.contains("schema 1"), "{e}");
-    let bad_digest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{MEDIA_OCI_MANIFEST}","config":{{"digest":"{}","size":1}},"layers":[{{"digest":"sha256:../../etc","size":1}}]}}"#,
-        d('a')
-    );
-    let e = parse_manifest(bad_digest.as_bytes(), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not sha256:<64"), "{e}");
-    let many: Vec<String> = (0..=MAX_ENTRIES)
-        .map(|_| format!(r#"{{"digest":"{}","size":1}}"#, d('b')))
-        .collect();
-    let big = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, many.join(","));
-    let e = parse_manifest(big.as_bytes(), Some(MEDIA_OCI_INDEX))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("more than 1024"), "{e}");
-    // The Content-Type decides when the JSON has no mediaType.
-    let m = format!(
-        r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{}","size":7}},"layers":[]}}"#,
-        d('c')
-    );
-    match parse_manifest(
-        m.as_bytes(),
-        Some(&format!("{MEDIA_DOCKER_MANIFEST}; charset=utf-8")),
-    )
-    .unwrap()
-    {
-        Manifest::Image(i) => assert_eq!((i.config.size, i.layers.len()), (7, 0)),
-        Manifest::Index(_) => panic!("a manifest parsed as an index"),
-    }
-}
-
 // ---------------------------------------------------------- real registry
 
 /// Options for a pull from test registries: no system files, a short deadline.
@@ -551,6 +460,81 @@ fn index_picks_the_node_platform() {
             .contains("no manifest for linux/s390x; available: linux/amd64, linux/arm64"),
         "{e:#}"
     );
+}
+
+/// The registry client and the OCI layout source read one index through
+/// the same model (`oci`): for every node platform they pick the same
+/// manifest, or both find none. The index has the entries on which the two
+/// used to disagree: amd64/v3 before plain amd64 (an amd64 node is v1 and
+/// must not get the v3 image), and arm without a variant (v7, not v6).
+#[test]
+fn registry_and_oci_layout_pick_the_same_platform() {
+    if !treg::tools_available() {
+        return;
+    }
+    let reg = treg::Registry::start(Setup::default()).unwrap();
+    let work = TempDir::new("same-platform").unwrap();
+    let layout = work.path().join("layout");
+    let image = |which: &str| test_image(which).file("which", which.as_bytes());
+    let (v3, amd, arm64, arm) = (image("v3"), image("amd"), image("arm64"), image("arm"));
+    let index = treg::build_index_layout(
+        &layout,
+        "multi",
+        &[
+            ("amd64", Some("v3"), &v3),
+            ("amd64", None, &amd),
+            ("arm64", None, &arm64),
+            ("arm", None, &arm),
+        ],
+        work.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        reg.push_layout(&layout, "multi", "drv:multi", Format::Oci)
+            .unwrap(),
+        index
+    );
+    let p = |arch: &str, variant: Option<&str>| Platform {
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: variant.map(str::to_string),
+    };
+    let reference = image_ref(&format!("{}/drv:multi", reg.host()));
+    let index_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&index[7..])).unwrap(),
+    )
+    .unwrap();
+    let entry = |i: usize| {
+        index_json["manifests"][i]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (want, expected) in [
+        (p("amd64", None), Some(entry(1))),
+        (p("amd64", Some("v3")), Some(entry(0))),
+        (p("arm64", Some("v8")), Some(entry(2))),
+        (p("arm64", None), Some(entry(2))),
+        (p("arm", Some("v7")), Some(entry(3))),
+        (p("arm", Some("v6")), None),
+        (p("s390x", None), None),
+    ] {
+        let mut opts = options(work.path(), 20);
+        opts.insecure = true;
+        opts.platform = want.clone();
+        let from_registry = client(opts).resolve(&reference);
+        let from_layout = crate::oci::layout::OciLayout::open(&layout, want.clone())
+            .unwrap()
+            .resolve(&image_ref("registry.test/drv:multi"));
+        let digest = |r: &Result<ResolvedImage>| r.as_ref().ok().map(|i| i.digest.clone());
+        assert_eq!(digest(&from_registry), expected, "registry, {want}");
+        assert_eq!(digest(&from_layout), expected, "OCI layout, {want}");
+        if let (Err(a), Err(b)) = (&from_registry, &from_layout) {
+            let needle = format!("no manifest for {want}; available: linux/amd64/v3, linux/amd64, linux/arm64, linux/arm");
+            assert!(format!("{a:#}").contains(&needle), "{a:#}");
+            assert!(format!("{b:#}").contains(&needle), "{b:#}");
+        }
+    }
 }
 
 #[test]
