@@ -381,3 +381,43 @@ fn agent_for_arch_is_embedded_or_asked_for() {
         version.stdout_str()
     );
 }
+
+/// `--name` becomes `/etc/kmm-day1/<NAME>.toml`, which the agent reads only
+/// as one file name: a `/`, a `..` or a leading `.` is refused for every
+/// input kind and every output format, before anything is written.
+#[test]
+fn name_must_be_one_file_name_in_every_format() {
+    let inputs: [&[&str]; 3] = [
+        &["--module", "sfc", "--image", "quay.io/a/b:1"],
+        &["--config", "examples/sfc.toml"],
+        &["--from-module", "examples/module-cr.yaml"],
+    ];
+    for bad in ["intel/ice", "../../etc/passwd", ".hidden", "a b", ""] {
+        for input in inputs {
+            for (format, _) in util::FORMATS {
+                let mut args = input.to_vec();
+                args.extend_from_slice(&["--format", format, "--name", bad]);
+                let out = generate(&args);
+                let line = out.one_line_error();
+                assert!(
+                    line.contains(&format!("--name `{bad}` is not a valid config name"))
+                        && line.contains("/etc/kmm-day1/<NAME>.toml"),
+                    "{bad} {input:?} {format}: {line}"
+                );
+            }
+        }
+    }
+    // The example in the message is itself accepted.
+    let out = generate(&["--config", "examples/sfc.toml", "--name", "intel/ice"]);
+    let hint = out.one_line_error().rsplit("--name ").next().unwrap();
+    assert_eq!(hint, "intel-ice");
+    generate(&[
+        "--config",
+        "examples/sfc.toml",
+        "--format",
+        "config",
+        "--name",
+        hint,
+    ])
+    .ok();
+}
