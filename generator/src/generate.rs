@@ -245,18 +245,18 @@ fn resolve_pool(
     from_input: Option<&str>,
     source: &str,
 ) -> Result<Option<String>> {
-    let pool = match (flag, from_input) {
+    let (pool, what) = match (flag, from_input) {
         (Some(f), Some(i)) if f != i => {
             crate::warn(&format!(
                 "--pool {f} differs from {source} `{i}`; using --pool {f}"
             ));
-            Some(f)
+            (Some(f), "--pool")
         }
-        (Some(f), _) => Some(f),
-        (None, i) => i,
+        (Some(f), _) => (Some(f), "--pool"),
+        (None, i) => (i, source),
     };
     if let Some(p) = pool {
-        output::check_pool(p)?;
+        output::check_pool(p, what)?;
     }
     Ok(pool.map(str::to_string))
 }

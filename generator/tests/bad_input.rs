@@ -421,3 +421,68 @@ fn name_must_be_one_file_name_in_every_format() {
     ])
     .ok();
 }
+
+/// A role no pool selects (`Worker`) is refused where it is given, with the
+/// lowercase role to use, and `--mc-name` (the old error's advice) does not
+/// make it pass: `role: Worker` would reach no node.
+#[test]
+fn pool_role_must_be_lowercase_wherever_it_comes_from() {
+    for extra in [&[][..], &["--mc-name", "99-worker-sfc"][..]] {
+        let mut args = vec!["--config", "examples/sfc.toml", "--pool", "Worker"];
+        args.extend_from_slice(extra);
+        let out = kmm_day1(&[&["generate", "--agent", FAKE_AGENT][..], &args[..]].concat());
+        let line = out.one_line_error();
+        assert!(
+            line.contains("--pool `Worker` is not a pool role")
+                && line.ends_with("use `worker`")
+                && !line.contains("--mc-name"),
+            "{extra:?}: {line}"
+        );
+    }
+    let dir = util::scratch("pool-case");
+    let module = std::fs::read_to_string(util::root().join("examples/module-cr.yaml"))
+        .unwrap()
+        .replace(
+            "node-role.kubernetes.io/worker",
+            "node-role.kubernetes.io/Worker",
+        );
+    assert!(module.contains("/Worker"), "the example selects a role");
+    let m = dir.join("module.yaml");
+    std::fs::write(&m, module).unwrap();
+    let out = kmm_day1(&[
+        "generate",
+        "--agent",
+        FAKE_AGENT,
+        "--from-module",
+        m.to_str().unwrap(),
+    ]);
+    // The example's devicePlugin warning comes first.
+    assert!(out.code != 0 && out.stdout.is_empty(), "{out:?}");
+    let line = out.stderr.lines().last().unwrap();
+    assert!(
+        line.starts_with("error: the Module's selector role `Worker` is not"),
+        "{line}"
+    );
+    let bmc = std::fs::read_to_string(util::root().join("examples/bootmoduleconfig.yaml"))
+        .unwrap()
+        .replace(
+            "machineConfigPoolName: worker",
+            "machineConfigPoolName: Worker",
+        );
+    assert!(bmc.contains(": Worker"), "the example names its pool");
+    let b = dir.join("bmc.yaml");
+    std::fs::write(&b, bmc).unwrap();
+    let out = kmm_day1(&[
+        "generate",
+        "--agent",
+        FAKE_AGENT,
+        "--from-module",
+        b.to_str().unwrap(),
+    ]);
+    let line = out.one_line_error();
+    assert!(
+        line.contains("`spec.machineConfigPoolName` `Worker`"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

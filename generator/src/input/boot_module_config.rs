@@ -86,7 +86,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         "machineConfigPoolName",
         "it names the MachineConfigPool (the machineconfiguration.openshift.io/role label) the MachineConfig is for",
     )?;
-    crate::output::check_pool(&pool).context("`spec.machineConfigPoolName`")?;
+    crate::output::check_pool(&pool, "`spec.machineConfigPoolName`")?;
     let repo = required(
         spec,
         "kernelModuleImage",
