@@ -217,6 +217,6 @@ spec:
             "machineConfigPoolName: -bad",
         );
         let e = format!("{:#}", map(&cr(&y), None).unwrap_err());
-        assert!(e.starts_with("`spec.machineConfigPoolName`: "), "{e}");
+        assert!(e.starts_with("`spec.machineConfigPoolName` `-bad` is not a pool role"), "{e}");
     }
 }
