@@ -486,3 +486,72 @@ fn pool_role_must_be_lowercase_wherever_it_comes_from() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A field the KMM CRD does not define is a typo the API server would
+/// reject; ignoring it would drop mappings or modules. Each is an error
+/// naming the field and the one meant; fields the CRD defines but a
+/// MachineConfig cannot honour stay warnings.
+#[test]
+fn kmm_cr_fields_outside_the_crd_are_errors_with_a_suggestion() {
+    let dir = util::scratch("crd-typos");
+    let module = std::fs::read_to_string(util::root().join("examples/module-cr.yaml")).unwrap();
+    let bmc = std::fs::read_to_string(util::root().join("examples/bootmoduleconfig.yaml")).unwrap();
+    let cases = [
+        (
+            module.replace("      kernelMappings:\n", "      kernelMapping:\n"),
+            "`spec.moduleLoader.container.kernelMapping` is not a field of a Module",
+            "did you mean `kernelMappings`?",
+        ),
+        (
+            module.replace("        modulesLoadingOrder:\n", "        moduleLoadingOrder:\n"),
+            "`spec.moduleLoader.container.modprobe.moduleLoadingOrder` is not a field of a Module",
+            "did you mean `modulesLoadingOrder`?",
+        ),
+        (
+            module.replace("        - literal: ", "        - literl: "),
+            "`spec.moduleLoader.container.kernelMappings[1].literl` is not a field of a Module",
+            "did you mean `literal`?",
+        ),
+        (
+            module.replace("            insecureSkipTLSVerify", "            insecureSkipTlsVerify"),
+            "`spec.moduleLoader.container.kernelMappings[1].registryTLS.insecureSkipTlsVerify` is not a field",
+            "did you mean `insecureSkipTLSVerify`?",
+        ),
+        (
+            module.replace("  devicePlugin:\n", "  devicePlugins:\n"),
+            "`spec.devicePlugins` is not a field of a Module",
+            "did you mean `devicePlugin`?",
+        ),
+        (
+            bmc.replace("  kernelModuleName:", "  inTreeModuleToRemove: sfc\n  kernelModuleName:"),
+            "`spec.inTreeModuleToRemove` is not a field of a BootModuleConfig",
+            "did you mean `inTreeModulesToRemove`?",
+        ),
+    ];
+    for (i, (yaml, names, hint)) in cases.iter().enumerate() {
+        let f = dir.join(format!("{i}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = generate(&["--from-module", f.to_str().unwrap()]);
+        let line = out.one_line_error();
+        assert!(line.contains(names) && line.ends_with(hint), "{i}: {line}");
+    }
+    // Defined by the CRD, not honoured at first boot: a warning, exit 0.
+    let f = dir.join("tolerations.yaml");
+    std::fs::write(
+        &f,
+        module.replace(
+            "  devicePlugin:\n",
+            "  tolerations: [{key: a}]\n  devicePlugin:\n",
+        ),
+    )
+    .unwrap();
+    let out = generate(&["--from-module", f.to_str().unwrap(), "--format", "config"]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("warning: spec.tolerations is ignored: "),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,6 +4,7 @@
 //! A new input kind is a new file here plus one arm in `manifest::one`.
 
 mod boot_module_config;
+mod crd;
 mod flags;
 mod kmm_image;
 mod manifest;
