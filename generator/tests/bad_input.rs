@@ -85,7 +85,7 @@ fn noise(len: usize) -> Vec<u8> {
 fn oversize_output_is_refused_and_nothing_written() {
     let dir = util::scratch("oversize");
     let agent = dir.join("agent");
-    std::fs::write(&agent, noise(2 << 20)).unwrap();
+    std::fs::write(&agent, util::agent_with(&noise(2 << 20))).unwrap();
     let base = [
         "generate",
         "--config",
@@ -114,7 +114,7 @@ fn large_output_warns_between_thresholds() {
     let dir = util::scratch("large");
     let agent = dir.join("agent");
     // ~600 KiB of noise → ~800 KiB of base64: above 768 KiB, below 1.25 MiB.
-    std::fs::write(&agent, noise(600 << 10)).unwrap();
+    std::fs::write(&agent, util::agent_with(&noise(600 << 10))).unwrap();
     let out = kmm_day1(&[
         "generate",
         "--config",
@@ -553,5 +553,81 @@ fn kmm_cr_fields_outside_the_crd_are_errors_with_a_suggestion() {
         "{}",
         out.stderr
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--agent` must be what the node can run first thing: a static ELF
+/// executable for `--arch` (the rule tests/agent_static.rs applies to the
+/// build's agents, from the same file). Each other kind of file is one
+/// line naming the file and what is wrong with it.
+#[test]
+fn agent_must_be_a_static_executable_for_arch() {
+    let dir = util::scratch("agent-kind");
+    let fake = util::fake_agent_bytes();
+    let mut aarch64 = fake.clone();
+    aarch64[18] = 183;
+    let mut pie = fake.clone();
+    pie[16] = 3;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "script",
+            b"#!/bin/sh\nexec true\n".to_vec(),
+            "it is not an ELF file",
+        ),
+        ("noise", noise(4096), "it is not an ELF file"),
+        ("aarch64", aarch64, "it is for aarch64, not x86_64"),
+        ("pie", pie, "ET_DYN"),
+        ("truncated", fake[..40].to_vec(), "truncated"),
+    ];
+    let mut paths: Vec<(String, String)> = cases
+        .into_iter()
+        .map(|(name, bytes, why)| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            (p.display().to_string(), why.to_string())
+        })
+        .collect();
+    // A real dynamically linked executable, as the issue found.
+    if std::fs::read("/bin/true").is_ok_and(|b| b.get(18) == Some(&62)) {
+        paths.push(("/bin/true".into(), "dynamically linked".into()));
+    }
+    for (path, why) in &paths {
+        for format in ["machineconfig", "ignition", "butane"] {
+            let out = kmm_day1(&[
+                "generate",
+                "--config",
+                "examples/sfc.toml",
+                "--pool",
+                "worker",
+                "--format",
+                format,
+                "--agent",
+                path,
+            ]);
+            let line = out.one_line_error();
+            assert!(
+                line.contains(&format!(
+                    "--agent {path} is not a static ELF executable for --arch x86_64: "
+                )) && line.contains(why.as_str()),
+                "{path} {format}: {line}"
+            );
+        }
+    }
+    // The fake agent passes for x86_64 and is refused for aarch64.
+    let line = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--pool",
+        "worker",
+        "--arch",
+        "aarch64",
+        "--agent",
+        FAKE_AGENT,
+    ])
+    .one_line_error()
+    .to_string();
+    assert!(line.contains("it is for x86_64, not aarch64"), "{line}");
+    generate(&["--config", "examples/sfc.toml"]).ok();
     std::fs::remove_dir_all(&dir).unwrap();
 }
