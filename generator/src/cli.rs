@@ -297,4 +297,15 @@ pub struct GenerateArgs {
     /// merged in, and refuse (writing nothing) when it does not.
     #[arg(long, value_name = "FILE.json", help_heading = "Size check")]
     pub rendered: Option<PathBuf>,
+
+    // ---- explain ----
+    /// Print which kernel mapping and image a node running kernel RELEASE
+    /// (`uname -r`) would get, for each config, and write nothing else.
+    #[arg(
+        long,
+        value_name = "RELEASE",
+        conflicts_with_all = ["output", "rendered"],
+        help_heading = "Check"
+    )]
+    pub explain_kernel: Option<String>,
 }

@@ -32,6 +32,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             crate::warn(w);
         }
     }
+    if let Some(release) = &args.explain_kernel {
+        return explain(&all, release);
+    }
     let several = all.len() > 1;
     if several {
         if matches!(args.format, Format::Ignition | Format::Config) {
@@ -133,6 +136,39 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         eprintln!("{n}");
     }
     Ok(())
+}
+
+/// `--explain-kernel`: per config, the mapping and image `release` gets, on
+/// stdout; the agent's own resolution (`NodeConfig::resolve`), so what is
+/// printed is what a node would pull.
+fn explain(all: &[input::Loaded], release: &str) -> Result<()> {
+    let mut out = String::new();
+    for l in all {
+        let resolved = l
+            .config
+            .resolve(&l.name, release)
+            .with_context(|| format!("--explain-kernel {release} (config `{}`)", l.name))?;
+        let rule = match l.config.mapping_for(release) {
+            Some((i, m)) => format!("kernel_mappings[{i}] ({})", input::describe_mapping(m)),
+            None if l.config.kernel_mappings.is_empty() => {
+                "the top-level image (no kernel_mappings)".into()
+            }
+            None => "no kernel mapping matches".into(),
+        };
+        let what = match &resolved {
+            Some(r) => format!(
+                "image {}; removes in-tree {}",
+                r.reference,
+                match r.in_tree_remove.as_slice() {
+                    [] => "nothing".to_string(),
+                    list => list.join(", "),
+                }
+            ),
+            None => "nothing is loaded on this kernel (as KMM: no mapping, no module)".into(),
+        };
+        out += &format!("{}: kernel {release}: {rule}: {what}\n", l.name);
+    }
+    write::emit(&out, None)
 }
 
 /// One document's output, before the documents are joined.

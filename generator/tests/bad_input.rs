@@ -631,3 +631,89 @@ fn agent_must_be_a_static_executable_for_arch() {
     generate(&["--config", "examples/sfc.toml"]).ok();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Mappings that can never apply are refused, from flags, a config file
+/// or a Module CR alike; a literal for another architecture is a warning.
+#[test]
+fn mappings_that_can_never_match() {
+    let base = [
+        "--module",
+        "sfc",
+        "--image",
+        "quay.io/a/b:1",
+        "--format",
+        "config",
+    ];
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--kernel-mapping-literal", "5.14.0-427.13.1.el9_4.x86_64 =quay.io/a/b:2"],
+            "kernel_mappings[0].literal `5.14.0-427.13.1.el9_4.x86_64 ` has leading or trailing whitespace",
+        ),
+        (
+            &["--kernel-mapping-literal", "6.1.0-18-amd64=quay.io/a/b:2", "--kernel-mapping-literal", "6.1.0-18-amd64=quay.io/a/b:3"],
+            "kernel_mappings[1] (literal `6.1.0-18-amd64`) can never apply: kernel_mappings[0] (literal `6.1.0-18-amd64`) comes first",
+        ),
+        (
+            &["--kernel-mapping", "^.+$=quay.io/a/b:2", "--kernel-mapping", "el9=quay.io/a/b:3"],
+            "kernel_mappings[1] (regexp `el9`) can never apply: kernel_mappings[0] (regexp `^.+$`) comes first, first match wins, and `^.+$` matches every kernel release",
+        ),
+        (
+            &["--kernel-mapping", "el9=quay.io/a/b:2", "--kernel-mapping", "el9=quay.io/a/b:3"],
+            "kernel_mappings[1] (regexp `el9`) can never apply",
+        ),
+    ];
+    for (extra, want) in cases {
+        let out = generate(&[&base[..], extra].concat());
+        let line = out.one_line_error();
+        assert!(line.contains(want), "{extra:?}: {line}");
+    }
+    // The same check reads a Module CR's kernelMappings.
+    let dir = util::scratch("dead-mappings");
+    let module = std::fs::read_to_string(util::root().join("examples/module-cr.yaml"))
+        .unwrap()
+        .replace(
+            "        - literal: 5.14.0-284.59.1.el9_2.x86_64\n",
+            "        - literal: ' 5.14.0-284.59.1.el9_2.x86_64'\n",
+        );
+    assert!(
+        module.contains("' 5.14"),
+        "the example has a literal mapping"
+    );
+    let f = dir.join("m.yaml");
+    std::fs::write(&f, module).unwrap();
+    let line = generate(&["--from-module", f.to_str().unwrap()])
+        .one_line_error()
+        .to_string();
+    assert!(
+        line.contains("kernel_mappings[1].literal ` 5.14.0-284.59.1.el9_2.x86_64` has leading"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Another architecture's kernel: written, with a warning naming it.
+    let out = generate(
+        &[
+            &base[..],
+            &["--kernel-mapping-literal", "6.1.0-18-arm64=quay.io/a/b:2"],
+        ]
+        .concat(),
+    );
+    out.ok();
+    assert!(out.stderr.starts_with("warning: kernel_mappings[0].literal `6.1.0-18-arm64` is an aarch64 kernel, but --arch is x86_64"), "{}", out.stderr);
+    let out = generate(
+        &[
+            &base[..],
+            &[
+                "--arch",
+                "aarch64",
+                "--kernel-mapping-literal",
+                "6.1.0-18-arm64=quay.io/a/b:2",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.ok().contains("6.1.0-18-arm64") && !out.stderr.contains("warning"),
+        "{}",
+        out.stderr
+    );
+}

@@ -238,3 +238,86 @@ fn unwritable_output_is_one_line() {
         "{line}"
     );
 }
+
+/// `--explain-kernel` says which mapping and image a kernel gets, for each
+/// config, as the node would resolve it (checked against the node config
+/// the same input generates), needs no --pool and writes nothing else.
+#[test]
+fn explain_kernel_names_the_mapping_and_image() {
+    let example = ["--from-module", "examples/module-cr.yaml"];
+    let config = config_from(&example, "mlx5-oot");
+    for release in [
+        "5.14.0-427.13.1.el9_4.x86_64",
+        "5.14.0-284.59.1.el9_2.x86_64",
+        "6.1.0-18-amd64",
+    ] {
+        let out = kmm_day1(&[&["generate"][..], &example, &["--explain-kernel", release]].concat());
+        let line = out.ok().strip_suffix('\n').unwrap();
+        assert!(!line.contains('\n'), "one line per config: {line}");
+        let head = format!("mlx5-oot: kernel {release}: ");
+        assert!(line.starts_with(&head), "{line}");
+        match config.mapping_for(release) {
+            Some((i, _)) => {
+                let r = config.resolve("mlx5-oot", release).unwrap().unwrap();
+                assert!(line.contains(&format!("kernel_mappings[{i}] (")), "{line}");
+                assert!(line.contains(&format!(": image {}; ", r.reference)), "{line}");
+                assert!(line.ends_with(&r.in_tree_remove.join(", ")), "{line}");
+            }
+            None => assert_eq!(
+                line,
+                format!("{head}no kernel mapping matches: nothing is loaded on this kernel (as KMM: no mapping, no module)")
+            ),
+        }
+    }
+    // Both mappings and the no-match case were exercised.
+    assert_eq!(
+        config
+            .mapping_for("5.14.0-284.59.1.el9_2.x86_64")
+            .unwrap()
+            .0,
+        1
+    );
+    assert_eq!(
+        config
+            .mapping_for("5.14.0-427.13.1.el9_4.x86_64")
+            .unwrap()
+            .0,
+        0
+    );
+    // Without mappings: the top-level image, with the kernel as its tag.
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--explain-kernel",
+        "6.1.0-18-amd64",
+    ]);
+    assert_eq!(
+        out.ok(),
+        "sfc: kernel 6.1.0-18-amd64: the top-level image (no kernel_mappings): image quay.io/acme/sfc-driver:6.1.0-18-amd64; removes in-tree sfc\n"
+    );
+    // A release uname -r could not print is the usual one-line error.
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--explain-kernel",
+        "6.1",
+    ]);
+    assert!(
+        out.code != 0
+            && out
+                .stderr
+                .contains("--explain-kernel 6.1 (config `sfc`): kernel release `6.1` is invalid"),
+        "{out:?}"
+    );
+    // Every config of a stream gets its line.
+    let out = kmm_day1(&[
+        "generate",
+        "--from-module",
+        util::MULTI_DOC,
+        "--explain-kernel",
+        "6.1.0-18-amd64",
+    ]);
+    assert_eq!(out.ok().lines().count(), 2, "{}", out.stdout_str());
+}

@@ -8,6 +8,9 @@ mod crd;
 mod flags;
 mod kmm_image;
 mod manifest;
+mod mappings;
+
+pub use mappings::describe as describe_mapping;
 mod module_cr;
 mod node_toml;
 
@@ -42,9 +45,21 @@ pub fn load(args: &GenerateArgs) -> Result<Vec<Loaded>> {
     if let Some(n) = &args.name {
         check_name(n, "--name")?;
     }
-    let all = load_inputs(args)?;
-    for l in &all {
+    let mut all = load_inputs(args)?;
+    let several = all.len() > 1;
+    for l in &mut all {
         check_name(&l.name, "the config name")?;
+        let name = l.name.clone();
+        let at = |msg: String| {
+            if several {
+                format!("config `{name}`: {msg}")
+            } else {
+                msg
+            }
+        };
+        let warnings = mappings::check(&l.config, args.arch)
+            .map_err(|e| anyhow::anyhow!(at(e.to_string())))?;
+        l.warnings.extend(warnings.into_iter().map(at));
     }
     Ok(all)
 }
