@@ -100,7 +100,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     for d in &docs {
         if let Some(n) = d.mc_bytes {
-            for note in size::check(n, d.pool.as_deref().unwrap_or(SIZE_PROBE_POOL))? {
+            let pool = d.pool.as_deref().unwrap_or(SIZE_PROBE_POOL);
+            for note in size::check(n, pool, rendered.is_some())? {
                 if !notes.contains(&note) {
                     notes.push(note);
                 }
