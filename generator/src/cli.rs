@@ -284,8 +284,9 @@ pub struct GenerateArgs {
     /// Agent binary to embed instead of the built-in one.
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub agent: Option<PathBuf>,
-    /// Do not gzip file contents (clusters older than OpenShift 4.10).
-    #[arg(long, help_heading = "Output")]
+    /// Removed: accepted only to say so (a MachineConfig without gzip never
+    /// fits, and every supported release takes gzip). See docs/generator.md.
+    #[arg(long, hide = true)]
     pub no_compress: bool,
     /// Write here (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]

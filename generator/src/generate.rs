@@ -14,6 +14,9 @@ use crate::{agent, fit, input, output, size, write};
 const SIZE_PROBE_POOL: &str = "worker";
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
+    if args.no_compress {
+        bail!("--no-compress was removed: it could never succeed (the agent alone is about 1.8 MB as uncompressed base64, above the 1.25 MiB limit), and every release this tool supports (OpenShift 4.12+, Ignition spec 3.2+) accepts gzip; drop the flag");
+    }
     ignition::check_version(&args.ignition_version)?;
     if args.worker_image.is_some() {
         crate::warn("--worker-image is ignored: the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot");
@@ -227,20 +230,15 @@ fn one(args: &GenerateArgs, loaded: &input::Loaded) -> Result<Rendered> {
                 agent: &agent,
                 config_toml: &toml,
             };
-            let compress = !args.no_compress;
-            let ign = ignition::build(&payload, &args.ignition_version, compress);
+            let ign = ignition::build(&payload, &args.ignition_version);
             let size_pool = pool.as_deref().unwrap_or(SIZE_PROBE_POOL);
             let mc_name = output::mc_name(explicit_mc, size_pool, name)?;
             let mc = output::machineconfig::render(&mc_name, size_pool, &ign);
             let text = match args.format {
                 Format::Machineconfig => mc.clone(),
-                Format::Butane => output::butane::render(
-                    &mc_name,
-                    size_pool,
-                    &payload,
-                    &args.ignition_version,
-                    compress,
-                ),
+                Format::Butane => {
+                    output::butane::render(&mc_name, size_pool, &payload, &args.ignition_version)
+                }
                 _ => ignition::to_json(&ign),
             };
             let ign_json = serde_json::to_value(&ign)

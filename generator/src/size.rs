@@ -22,7 +22,7 @@ fn kib(n: usize) -> String {
 pub fn check(mc_bytes: usize, pool: &str, measured: bool) -> Result<Vec<String>> {
     if mc_bytes > REFUSE_ABOVE {
         bail!(
-            "the MachineConfig would be {mc_bytes} bytes ({}), above the 1.25 MiB this tool allows: with the pool's other configs the rendered MachineConfig would exceed etcd's 1.5 MiB request limit; use a smaller agent (--agent) and keep gzip on (no --no-compress)",
+            "the MachineConfig would be {mc_bytes} bytes ({}), above the 1.25 MiB this tool allows: with the pool's other configs the rendered MachineConfig would exceed etcd's 1.5 MiB request limit; use a smaller agent (--agent)",
             kib(mc_bytes)
         );
     }
