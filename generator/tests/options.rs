@@ -322,3 +322,80 @@ fn explain_kernel_names_the_mapping_and_image() {
     ]);
     assert_eq!(out.ok().lines().count(), 2, "{}", out.stdout_str());
 }
+
+/// One rule for an image without a tag, per kind of input: on the command
+/// line (`--image` and both mapping flags) it gets the kernel release as its
+/// tag with a warning naming the flag, as KMM's day1-utility does; in a node
+/// config file or a Module CR it is an error that says what to write.
+#[test]
+fn untagged_images_follow_one_rule_per_input_kind() {
+    let out = kmm_day1(&[
+        "generate",
+        "--format",
+        "config",
+        "--module",
+        "sfc",
+        "--image",
+        "quay.io/a/b",
+        "--kernel-mapping",
+        "^.+\\.el9_4\\..+$=quay.io/a/c",
+        "--kernel-mapping-literal",
+        "6.1.0-18-amd64=quay.io/a/d",
+    ]);
+    let c = NodeConfig::parse(Path::new("sfc.toml"), out.ok()).unwrap();
+    let k = "${KERNEL_FULL_VERSION}";
+    assert_eq!(
+        c.image.as_deref(),
+        Some(format!("quay.io/a/b:{k}").as_str())
+    );
+    let images: Vec<_> = c
+        .kernel_mappings
+        .iter()
+        .map(|m| m.image.clone().unwrap())
+        .collect();
+    assert_eq!(
+        images,
+        [format!("quay.io/a/d:{k}"), format!("quay.io/a/c:{k}")]
+    );
+    for what in [
+        "--image `quay.io/a/b`",
+        "the image of --kernel-mapping `^.+\\.el9_4\\..+$=quay.io/a/c`",
+        "the image of --kernel-mapping-literal `6.1.0-18-amd64=quay.io/a/d`",
+    ] {
+        assert!(
+            out.stderr
+                .contains(&format!("warning: {what} has no tag: using `")),
+            "{what}: {}",
+            out.stderr
+        );
+    }
+    let dir = util::scratch("untagged");
+    let toml = dir.join("sfc.toml");
+    std::fs::write(&toml, "image = \"quay.io/a/b\"\nmodules = [\"sfc\"]\n").unwrap();
+    let module = dir.join("m.yaml");
+    std::fs::write(
+        &module,
+        std::fs::read_to_string(util::root().join("examples/module-cr.yaml"))
+            .unwrap()
+            .replace(
+                "quay.io/acme/${MOD_NAME}:${KERNEL_FULL_VERSION}",
+                "quay.io/acme/mlx5",
+            ),
+    )
+    .unwrap();
+    for input in [
+        ["--config", toml.to_str().unwrap()],
+        ["--from-module", module.to_str().unwrap()],
+    ] {
+        let out = kmm_day1(&[&["generate", "--format", "config"][..], &input].concat());
+        assert!(out.code != 0 && out.stdout.is_empty(), "{input:?}: {out:?}");
+        assert!(
+            out.stderr.contains(
+                "has neither a tag nor a digest; name one (e.g. `:${KERNEL_FULL_VERSION}`"
+            ),
+            "{input:?}: {}",
+            out.stderr
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
