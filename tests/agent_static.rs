@@ -8,44 +8,22 @@ use std::process::Command;
 
 use kmm_day1_tests::{require_tool, static_agent};
 
-/// (has PT_INTERP, has PT_DYNAMIC, e_machine) from the ELF program headers.
-fn elf_facts(bytes: &[u8]) -> (bool, bool, u16) {
-    assert!(
-        bytes.len() > 64 && &bytes[..4] == b"\x7fELF",
-        "not an ELF file"
-    );
-    assert_eq!(bytes[4], 2, "not a 64-bit ELF");
-    assert_eq!(bytes[5], 1, "not little-endian");
-    let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
-    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
-    let machine = u16_at(18);
-    let phoff = u64_at(32) as usize;
-    let phentsize = u16_at(54) as usize;
-    let phnum = u16_at(56) as usize;
-    let (mut interp, mut dynamic) = (false, false);
-    for i in 0..phnum {
-        match u32_at(phoff + i * phentsize) {
-            2 => dynamic = true,
-            3 => interp = true,
-            _ => {}
-        }
-    }
-    (interp, dynamic, machine)
-}
+/// The generator's own rule for `--agent`: one statement of "static
+/// executable for this machine", for both the build's agents and `--agent`.
+#[path = "../generator/src/elf.rs"]
+mod elf;
 
 fn check(arch: &str, machine: u16, runner: Option<&str>) {
     let Some(agent) = static_agent(arch) else {
         return;
     };
     let bytes = std::fs::read(&agent).unwrap();
-    let (interp, dynamic, m) = elf_facts(&bytes);
-    assert_eq!(m, machine, "{arch} agent has e_machine {m}");
-    assert!(
-        !interp,
-        "{arch} agent asks for a dynamic loader (PT_INTERP)"
-    );
-    assert!(!dynamic, "{arch} agent has a dynamic section (PT_DYNAMIC)");
+    if let Err(why) = elf::check_static_executable(&bytes, machine) {
+        panic!(
+            "{arch} agent {} is not a static executable: {why}",
+            agent.display()
+        );
+    }
 
     let mut cmd = match runner {
         Some(r) => {
@@ -86,10 +64,10 @@ fn check(arch: &str, machine: u16, runner: Option<&str>) {
 
 #[test]
 fn x86_64_agent_is_static_and_runs() {
-    check("x86_64", 62, None);
+    check("x86_64", elf::EM_X86_64, None);
 }
 
 #[test]
 fn aarch64_agent_is_static_and_runs_under_qemu() {
-    check("aarch64", 183, Some("qemu-aarch64"));
+    check("aarch64", elf::EM_AARCH64, Some("qemu-aarch64"));
 }

@@ -615,19 +615,8 @@ impl NodeConfig {
         let mapping = if self.kernel_mappings.is_empty() {
             None
         } else {
-            let found = self
-                .kernel_mappings
-                .iter()
-                .find(|m| match (&m.literal, &m.regexp) {
-                    (Some(l), _) => l == release,
-                    // Validated at load; a regexp that no longer compiles matches nothing.
-                    (None, Some(re)) => {
-                        regex_lite::Regex::new(re).is_ok_and(|r| r.is_match(release))
-                    }
-                    (None, None) => false,
-                });
-            match found {
-                Some(m) => Some(m),
+            match self.mapping_for(release) {
+                Some((_, m)) => Some(m),
                 None => return Ok(None),
             }
         };
@@ -658,6 +647,21 @@ impl NodeConfig {
                 .and_then(|m| m.insecure_skip_tls_verify)
                 .unwrap_or(self.pull.insecure_skip_tls_verify),
         }))
+    }
+
+    /// The first kernel mapping that applies to `release`, with its index
+    /// (KMM's rule: first match wins; a literal must equal the release, a
+    /// regexp match anywhere in it).
+    pub fn mapping_for(&self, release: &str) -> Option<(usize, &KernelMapping)> {
+        self.kernel_mappings
+            .iter()
+            .enumerate()
+            .find(|(_, m)| match (&m.literal, &m.regexp) {
+                (Some(l), _) => l == release,
+                // Validated at load; a regexp that no longer compiles matches nothing.
+                (None, Some(re)) => regex_lite::Regex::new(re).is_ok_and(|r| r.is_match(release)),
+                (None, None) => false,
+            })
     }
 
     /// Parameters for `module` as one string for `finit_module`.

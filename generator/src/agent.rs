@@ -34,8 +34,8 @@ impl Arch {
     /// ELF `e_machine` of this architecture, to catch `--agent` mix-ups.
     fn elf_machine(self) -> u16 {
         match self {
-            Arch::X86_64 => 62,
-            Arch::Aarch64 => 183,
+            Arch::X86_64 => crate::elf::EM_X86_64,
+            Arch::Aarch64 => crate::elf::EM_AARCH64,
         }
     }
 }
@@ -48,16 +48,16 @@ pub fn load(arch: Arch, path: Option<&Path>) -> Result<Cow<'static, [u8]>> {
         if bytes.is_empty() {
             bail!("--agent {} is empty", p.display());
         }
-        if let Some(machine) = elf_machine(&bytes) {
-            if machine != arch.elf_machine() {
-                bail!(
-                    "--agent {} is an ELF binary for another architecture (e_machine {machine}) than --arch {}",
-                    p.display(),
-                    arch.as_str()
-                );
-            }
+        // The node runs it before anything else, with no loader or library
+        // to rely on: the same rule as tests/agent_static.rs, from one file.
+        if let Err(why) = crate::elf::check_static_executable(&bytes, arch.elf_machine()) {
+            bail!(
+                "--agent {} is not a static ELF executable for --arch {}: {why}; pass the kmm-day1-agent built for {}-unknown-linux-musl (`make`)",
+                p.display(),
+                arch.as_str(),
+                arch.as_str()
+            );
         }
-        // Anything else (a script, in tests) is the caller's choice.
         return Ok(Cow::Owned(bytes));
     }
     match arch.embedded() {
@@ -78,19 +78,6 @@ pub fn precompressed(data: &[u8]) -> Option<&'static [u8]> {
         .filter_map(Arch::embedded_with_gzip)
         .find(|(agent, _)| *agent == data)
         .map(|(_, gz)| gz)
-}
-
-fn elf_machine(b: &[u8]) -> Option<u16> {
-    if b.len() < 20 || &b[..4] != b"\x7fELF" {
-        return None;
-    }
-    // e_machine at offset 18, in the file's byte order (EI_DATA at 5).
-    let m = [b[18], b[19]];
-    Some(if b[5] == 2 {
-        u16::from_be_bytes(m)
-    } else {
-        u16::from_le_bytes(m)
-    })
 }
 
 /// `--version` text: which agents this generator carries.
@@ -116,20 +103,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn elf_machine_reads_both_byte_orders() {
-        let mut h = vec![0u8; 64];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[5] = 1;
-        h[18] = 62;
-        assert_eq!(elf_machine(&h), Some(62));
-        h[5] = 2;
-        h[18] = 0;
-        h[19] = 183;
-        assert_eq!(elf_machine(&h), Some(183));
-        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
-    }
-
-    #[test]
     fn build_time_gzip_is_what_the_encoder_makes() {
         // Else a MachineConfig would depend on whether the agent was embedded.
         let mut checked = 0;
@@ -149,21 +122,5 @@ mod tests {
 
     fn kmm_day1_tests_full() -> bool {
         std::env::var_os("KMM_DAY1_FULL").is_some_and(|v| v == "1")
-    }
-
-    #[test]
-    fn wrong_arch_agent_is_refused() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-agent-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("agent");
-        let mut h = vec![0u8; 64];
-        h[..4].copy_from_slice(b"\x7fELF");
-        h[5] = 1;
-        h[18] = 183;
-        std::fs::write(&p, &h).unwrap();
-        let e = load(Arch::X86_64, Some(&p)).unwrap_err().to_string();
-        assert!(e.contains("another architecture"), "{e}");
-        assert!(load(Arch::Aarch64, Some(&p)).is_ok());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -284,8 +284,9 @@ pub struct GenerateArgs {
     /// Agent binary to embed instead of the built-in one.
     #[arg(long, value_name = "PATH", help_heading = "Output")]
     pub agent: Option<PathBuf>,
-    /// Do not gzip file contents (clusters older than OpenShift 4.10).
-    #[arg(long, help_heading = "Output")]
+    /// Removed: accepted only to say so (a MachineConfig without gzip never
+    /// fits, and every supported release takes gzip). See docs/generator.md.
+    #[arg(long, hide = true)]
     pub no_compress: bool,
     /// Write here (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE", help_heading = "Output")]
@@ -297,4 +298,15 @@ pub struct GenerateArgs {
     /// merged in, and refuse (writing nothing) when it does not.
     #[arg(long, value_name = "FILE.json", help_heading = "Size check")]
     pub rendered: Option<PathBuf>,
+
+    // ---- explain ----
+    /// Print which kernel mapping and image a node running kernel RELEASE
+    /// (`uname -r`) would get, for each config, and write nothing else.
+    #[arg(
+        long,
+        value_name = "RELEASE",
+        conflicts_with_all = ["output", "rendered"],
+        help_heading = "Check"
+    )]
+    pub explain_kernel: Option<String>,
 }

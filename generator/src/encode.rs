@@ -24,28 +24,29 @@ pub struct Encoded {
 const MEMO_MIN: usize = 64 * 1024;
 
 /// The large inputs encoded so far in this process, with their encoding.
-static MEMO: std::sync::Mutex<Vec<(Vec<u8>, bool, Encoded)>> = std::sync::Mutex::new(Vec::new());
+static MEMO: std::sync::Mutex<Vec<(Vec<u8>, Encoded)>> = std::sync::Mutex::new(Vec::new());
 
-/// The smallest encoding of `data`; gzip only when `compress` (OpenShift
-/// 4.10+ accept `compression: gzip`) and only when strictly smaller.
-pub fn data_url(data: &[u8], compress: bool) -> Encoded {
+/// The smallest encoding of `data`; gzip only when strictly smaller. Every
+/// release this supports (OpenShift 4.12+, Ignition spec 3.2+) accepts
+/// `compression: gzip`, and the agent fits only gzipped.
+pub fn data_url(data: &[u8]) -> Encoded {
     if data.len() < MEMO_MIN {
-        return encode(data, compress);
+        return encode(data);
     }
     // A poisoned lock only means another thread panicked mid-push; the
     // entries are still whole, so keep using them.
     let mut memo = MEMO
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, _, e)) = memo.iter().find(|(d, c, _)| *c == compress && d == data) {
+    if let Some((_, e)) = memo.iter().find(|(d, _)| d == data) {
         return e.clone();
     }
-    let e = encode(data, compress);
-    memo.push((data.to_vec(), compress, e.clone()));
+    let e = encode(data);
+    memo.push((data.to_vec(), e.clone()));
     e
 }
 
-fn encode(data: &[u8], compress: bool) -> Encoded {
+fn encode(data: &[u8]) -> Encoded {
     // Lengths first: building the plain form of a 2 MB binary only to
     // throw it away costs more than everything else.
     let plain_len = "data:,".len()
@@ -62,16 +63,14 @@ fn encode(data: &[u8], compress: bool) -> Encoded {
         },
         compression: None,
     };
-    if compress {
-        // The embedded agents were compressed when the generator was built.
-        let gz =
-            crate::agent::precompressed(data).map_or_else(|| Cow::Owned(gzip(data)), Cow::Borrowed);
-        if "data:;base64,".len() + gz.len().div_ceil(3) * 4 < best.source.len() {
-            best = Encoded {
-                source: format!("data:;base64,{}", base64(&gz)),
-                compression: Some("gzip"),
-            };
-        }
+    // The embedded agents were compressed when the generator was built.
+    let gz =
+        crate::agent::precompressed(data).map_or_else(|| Cow::Owned(gzip(data)), Cow::Borrowed);
+    if "data:;base64,".len() + gz.len().div_ceil(3) * 4 < best.source.len() {
+        best = Encoded {
+            source: format!("data:;base64,{}", base64(&gz)),
+            compression: Some("gzip"),
+        };
     }
     best
 }
@@ -160,49 +159,43 @@ mod tests {
     #[test]
     fn short_text_stays_plain() {
         let text = b"hello world, plain text wins\n";
-        let e = data_url(text, true);
+        let e = data_url(text);
         assert_eq!(e.source, "data:,hello%20world,%20plain%20text%20wins%0A");
         assert_eq!(e.compression, None);
         assert_eq!(decode(&e), text);
         // Quote-heavy text is shorter in base64: the smallest wins.
-        let e = data_url(b"\"\"\"\"\"\"\"\"\"", true);
+        let e = data_url(b"\"\"\"\"\"\"\"\"\"");
         assert!(e.source.starts_with("data:;base64,"), "{}", e.source);
     }
 
     #[test]
     fn binary_gets_base64_and_repetitive_data_gets_gzip() {
         let bin: Vec<u8> = (0..=255u8).collect();
-        let e = data_url(&bin, true);
+        let e = data_url(&bin);
         assert!(e.source.starts_with("data:;base64,"));
         assert_eq!(e.compression, None, "256 distinct bytes do not compress");
         assert_eq!(decode(&e), bin);
 
         let rep = vec![0u8; 100_000];
-        let e = data_url(&rep, true);
+        let e = data_url(&rep);
         assert_eq!(e.compression, Some("gzip"));
         assert!(e.source.len() < 1000);
-        assert_eq!(decode(&e), rep);
-
-        let e = data_url(&rep, false);
-        assert_eq!(e.compression, None, "--no-compress never gzips");
         assert_eq!(decode(&e), rep);
     }
 
     #[test]
     fn large_inputs_are_encoded_once_and_the_same() {
         let big: Vec<u8> = (0..MEMO_MIN * 2).map(|i| (i % 7) as u8).collect();
-        for compress in [true, false] {
-            let a = data_url(&big, compress);
-            assert_eq!(a, encode(&big, compress));
-            assert_eq!(data_url(&big, compress), a);
-        }
+        let a = data_url(&big);
+        assert_eq!(a, encode(&big));
+        assert_eq!(data_url(&big), a);
         let memo = MEMO.lock().unwrap();
-        assert_eq!(memo.iter().filter(|(d, _, _)| *d == big).count(), 2);
+        assert_eq!(memo.iter().filter(|(d, _)| *d == big).count(), 1);
         drop(memo);
         // Same length, other bytes: not taken from the memo.
         let mut other = big.clone();
         other[0] = 255;
-        assert_ne!(data_url(&other, true), data_url(&big, true));
+        assert_ne!(data_url(&other), data_url(&big));
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::{agent, fit, input, output, size, write};
 const SIZE_PROBE_POOL: &str = "worker";
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
+    if args.no_compress {
+        bail!("--no-compress was removed: it could never succeed (the agent alone is about 1.8 MB as uncompressed base64, above the 1.25 MiB limit), and every release this tool supports (OpenShift 4.12+, Ignition spec 3.2+) accepts gzip; drop the flag");
+    }
     ignition::check_version(&args.ignition_version)?;
     if args.worker_image.is_some() {
         crate::warn("--worker-image is ignored: the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot");
@@ -31,6 +34,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         for w in &l.warnings {
             crate::warn(w);
         }
+    }
+    if let Some(release) = &args.explain_kernel {
+        return explain(&all, release);
     }
     let several = all.len() > 1;
     if several {
@@ -97,7 +103,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     for d in &docs {
         if let Some(n) = d.mc_bytes {
-            for note in size::check(n, d.pool.as_deref().unwrap_or(SIZE_PROBE_POOL))? {
+            let pool = d.pool.as_deref().unwrap_or(SIZE_PROBE_POOL);
+            for note in size::check(n, pool, rendered.is_some())? {
                 if !notes.contains(&note) {
                     notes.push(note);
                 }
@@ -133,6 +140,39 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         eprintln!("{n}");
     }
     Ok(())
+}
+
+/// `--explain-kernel`: per config, the mapping and image `release` gets, on
+/// stdout; the agent's own resolution (`NodeConfig::resolve`), so what is
+/// printed is what a node would pull.
+fn explain(all: &[input::Loaded], release: &str) -> Result<()> {
+    let mut out = String::new();
+    for l in all {
+        let resolved = l
+            .config
+            .resolve(&l.name, release)
+            .with_context(|| format!("--explain-kernel {release} (config `{}`)", l.name))?;
+        let rule = match l.config.mapping_for(release) {
+            Some((i, m)) => format!("kernel_mappings[{i}] ({})", input::describe_mapping(m)),
+            None if l.config.kernel_mappings.is_empty() => {
+                "the top-level image (no kernel_mappings)".into()
+            }
+            None => "no kernel mapping matches".into(),
+        };
+        let what = match &resolved {
+            Some(r) => format!(
+                "image {}; removes in-tree {}",
+                r.reference,
+                match r.in_tree_remove.as_slice() {
+                    [] => "nothing".to_string(),
+                    list => list.join(", "),
+                }
+            ),
+            None => "nothing is loaded on this kernel (as KMM: no mapping, no module)".into(),
+        };
+        out += &format!("{}: kernel {release}: {rule}: {what}\n", l.name);
+    }
+    write::emit(&out, None)
 }
 
 /// One document's output, before the documents are joined.
@@ -190,20 +230,15 @@ fn one(args: &GenerateArgs, loaded: &input::Loaded) -> Result<Rendered> {
                 agent: &agent,
                 config_toml: &toml,
             };
-            let compress = !args.no_compress;
-            let ign = ignition::build(&payload, &args.ignition_version, compress);
+            let ign = ignition::build(&payload, &args.ignition_version);
             let size_pool = pool.as_deref().unwrap_or(SIZE_PROBE_POOL);
             let mc_name = output::mc_name(explicit_mc, size_pool, name)?;
             let mc = output::machineconfig::render(&mc_name, size_pool, &ign);
             let text = match args.format {
                 Format::Machineconfig => mc.clone(),
-                Format::Butane => output::butane::render(
-                    &mc_name,
-                    size_pool,
-                    &payload,
-                    &args.ignition_version,
-                    compress,
-                ),
+                Format::Butane => {
+                    output::butane::render(&mc_name, size_pool, &payload, &args.ignition_version)
+                }
                 _ => ignition::to_json(&ign),
             };
             let ign_json = serde_json::to_value(&ign)
@@ -245,18 +280,18 @@ fn resolve_pool(
     from_input: Option<&str>,
     source: &str,
 ) -> Result<Option<String>> {
-    let pool = match (flag, from_input) {
+    let (pool, what) = match (flag, from_input) {
         (Some(f), Some(i)) if f != i => {
             crate::warn(&format!(
                 "--pool {f} differs from {source} `{i}`; using --pool {f}"
             ));
-            Some(f)
+            (Some(f), "--pool")
         }
-        (Some(f), _) => Some(f),
-        (None, i) => i,
+        (Some(f), _) => (Some(f), "--pool"),
+        (None, i) => (i, source),
     };
     if let Some(p) = pool {
-        output::check_pool(p)?;
+        output::check_pool(p, what)?;
     }
     Ok(pool.map(str::to_string))
 }

@@ -86,9 +86,9 @@ pub fn check_version(v: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn build(p: &Payload<'_>, version: &str, compress: bool) -> Config {
+pub fn build(p: &Payload<'_>, version: &str) -> Config {
     let file = |path: String, mode: u32, data: &[u8]| {
-        let e = encode::data_url(data, compress);
+        let e = encode::data_url(data);
         File {
             path,
             mode,

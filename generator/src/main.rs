@@ -6,6 +6,9 @@
 mod agent;
 /// Command-line interface: one clap enum, one struct per subcommand.
 mod cli;
+/// Whether a file is a static ELF executable (`--agent`; shared with
+/// tests/agent_static.rs).
+mod elf;
 /// `data:` URL encoding of file contents: plain, base64 or gzip+base64.
 mod encode;
 /// `--rendered`: the pool's rendered MachineConfig with ours merged in.

@@ -17,15 +17,17 @@ fn kib(n: usize) -> String {
 }
 
 /// Refuse an oversize MachineConfig; otherwise the notes to print.
-pub fn check(mc_bytes: usize, pool: &str) -> Result<Vec<String>> {
+/// `measured`: `--rendered` has already said whether the pool fits, which
+/// answers the 768 KiB warning's question (repeating it would cry wolf).
+pub fn check(mc_bytes: usize, pool: &str, measured: bool) -> Result<Vec<String>> {
     if mc_bytes > REFUSE_ABOVE {
         bail!(
-            "the MachineConfig would be {mc_bytes} bytes ({}), above the 1.25 MiB this tool allows: with the pool's other configs the rendered MachineConfig would exceed etcd's 1.5 MiB request limit; use a smaller agent (--agent) and keep gzip on (no --no-compress)",
+            "the MachineConfig would be {mc_bytes} bytes ({}), above the 1.25 MiB this tool allows: with the pool's other configs the rendered MachineConfig would exceed etcd's 1.5 MiB request limit; use a smaller agent (--agent)",
             kib(mc_bytes)
         );
     }
     let mut notes = Vec::new();
-    if mc_bytes > WARN_ABOVE {
+    if mc_bytes > WARN_ABOVE && !measured {
         notes.push(format!(
             "warning: the MachineConfig is {} (above 768 KiB); the pool's rendered MachineConfig must stay below 1.5 MiB: check it with `oc get mc rendered-{pool}-<hash> -o json | kmm-day1 generate … --rendered -` (`oc get mc -o name | grep rendered-{pool}-` finds the name)",
             kib(mc_bytes)
@@ -46,15 +48,23 @@ mod tests {
 
     #[test]
     fn thresholds() {
-        assert!(check(200 * 1024, "worker").unwrap().is_empty());
-        let n = check(300 * 1024, "worker").unwrap();
+        assert!(check(200 * 1024, "worker", false).unwrap().is_empty());
+        let n = check(300 * 1024, "worker", false).unwrap();
         assert_eq!(n.len(), 1);
         assert!(n[0].contains("--server-side"));
-        let n = check(800 * 1024, "worker").unwrap();
+        let n = check(800 * 1024, "worker", false).unwrap();
         assert_eq!(n.len(), 2);
         assert!(n[0].contains("rendered-worker-"), "{}", n[0]);
-        assert!(check(REFUSE_ABOVE, "w").is_ok());
-        let e = check(REFUSE_ABOVE + 1, "w").unwrap_err().to_string();
-        assert!(e.contains("1.25 MiB"), "{e}");
+        // Measured with --rendered: only the oc apply note is left.
+        let n = check(800 * 1024, "worker", true).unwrap();
+        assert_eq!(n.len(), 1);
+        assert!(n[0].contains("--server-side"));
+        assert!(check(REFUSE_ABOVE, "w", false).is_ok());
+        for measured in [false, true] {
+            let e = check(REFUSE_ABOVE + 1, "w", measured)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("1.25 MiB"), "{e}");
+        }
     }
 }

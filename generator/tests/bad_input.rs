@@ -85,7 +85,7 @@ fn noise(len: usize) -> Vec<u8> {
 fn oversize_output_is_refused_and_nothing_written() {
     let dir = util::scratch("oversize");
     let agent = dir.join("agent");
-    std::fs::write(&agent, noise(2 << 20)).unwrap();
+    std::fs::write(&agent, util::agent_with(&noise(2 << 20))).unwrap();
     let base = [
         "generate",
         "--config",
@@ -114,7 +114,7 @@ fn large_output_warns_between_thresholds() {
     let dir = util::scratch("large");
     let agent = dir.join("agent");
     // ~600 KiB of noise → ~800 KiB of base64: above 768 KiB, below 1.25 MiB.
-    std::fs::write(&agent, noise(600 << 10)).unwrap();
+    std::fs::write(&agent, util::agent_with(&noise(600 << 10))).unwrap();
     let out = kmm_day1(&[
         "generate",
         "--config",
@@ -379,5 +379,341 @@ fn agent_for_arch_is_embedded_or_asked_for() {
         !embedded,
         "{}",
         version.stdout_str()
+    );
+}
+
+/// `--name` becomes `/etc/kmm-day1/<NAME>.toml`, which the agent reads only
+/// as one file name: a `/`, a `..` or a leading `.` is refused for every
+/// input kind and every output format, before anything is written.
+#[test]
+fn name_must_be_one_file_name_in_every_format() {
+    let inputs: [&[&str]; 3] = [
+        &["--module", "sfc", "--image", "quay.io/a/b:1"],
+        &["--config", "examples/sfc.toml"],
+        &["--from-module", "examples/module-cr.yaml"],
+    ];
+    for bad in ["intel/ice", "../../etc/passwd", ".hidden", "a b", ""] {
+        for input in inputs {
+            for (format, _) in util::FORMATS {
+                let mut args = input.to_vec();
+                args.extend_from_slice(&["--format", format, "--name", bad]);
+                let out = generate(&args);
+                let line = out.one_line_error();
+                assert!(
+                    line.contains(&format!("--name `{bad}` is not a valid config name"))
+                        && line.contains("/etc/kmm-day1/<NAME>.toml"),
+                    "{bad} {input:?} {format}: {line}"
+                );
+            }
+        }
+    }
+    // The example in the message is itself accepted.
+    let out = generate(&["--config", "examples/sfc.toml", "--name", "intel/ice"]);
+    let hint = out.one_line_error().rsplit("--name ").next().unwrap();
+    assert_eq!(hint, "intel-ice");
+    generate(&[
+        "--config",
+        "examples/sfc.toml",
+        "--format",
+        "config",
+        "--name",
+        hint,
+    ])
+    .ok();
+}
+
+/// A role no pool selects (`Worker`) is refused where it is given, with the
+/// lowercase role to use, and `--mc-name` (the old error's advice) does not
+/// make it pass: `role: Worker` would reach no node.
+#[test]
+fn pool_role_must_be_lowercase_wherever_it_comes_from() {
+    for extra in [&[][..], &["--mc-name", "99-worker-sfc"][..]] {
+        let mut args = vec!["--config", "examples/sfc.toml", "--pool", "Worker"];
+        args.extend_from_slice(extra);
+        let out = kmm_day1(&[&["generate", "--agent", FAKE_AGENT][..], &args[..]].concat());
+        let line = out.one_line_error();
+        assert!(
+            line.contains("--pool `Worker` is not a pool role")
+                && line.ends_with("use `worker`")
+                && !line.contains("--mc-name"),
+            "{extra:?}: {line}"
+        );
+    }
+    let dir = util::scratch("pool-case");
+    let module = std::fs::read_to_string(util::root().join("examples/module-cr.yaml"))
+        .unwrap()
+        .replace(
+            "node-role.kubernetes.io/worker",
+            "node-role.kubernetes.io/Worker",
+        );
+    assert!(module.contains("/Worker"), "the example selects a role");
+    let m = dir.join("module.yaml");
+    std::fs::write(&m, module).unwrap();
+    let out = kmm_day1(&[
+        "generate",
+        "--agent",
+        FAKE_AGENT,
+        "--from-module",
+        m.to_str().unwrap(),
+    ]);
+    // The example's devicePlugin warning comes first.
+    assert!(out.code != 0 && out.stdout.is_empty(), "{out:?}");
+    let line = out.stderr.lines().last().unwrap();
+    assert!(
+        line.starts_with("error: the Module's selector role `Worker` is not"),
+        "{line}"
+    );
+    let bmc = std::fs::read_to_string(util::root().join("examples/bootmoduleconfig.yaml"))
+        .unwrap()
+        .replace(
+            "machineConfigPoolName: worker",
+            "machineConfigPoolName: Worker",
+        );
+    assert!(bmc.contains(": Worker"), "the example names its pool");
+    let b = dir.join("bmc.yaml");
+    std::fs::write(&b, bmc).unwrap();
+    let out = kmm_day1(&[
+        "generate",
+        "--agent",
+        FAKE_AGENT,
+        "--from-module",
+        b.to_str().unwrap(),
+    ]);
+    let line = out.one_line_error();
+    assert!(
+        line.contains("`spec.machineConfigPoolName` `Worker`"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A field the KMM CRD does not define is a typo the API server would
+/// reject; ignoring it would drop mappings or modules. Each is an error
+/// naming the field and the one meant; fields the CRD defines but a
+/// MachineConfig cannot honour stay warnings.
+#[test]
+fn kmm_cr_fields_outside_the_crd_are_errors_with_a_suggestion() {
+    let dir = util::scratch("crd-typos");
+    let module = std::fs::read_to_string(util::root().join("examples/module-cr.yaml")).unwrap();
+    let bmc = std::fs::read_to_string(util::root().join("examples/bootmoduleconfig.yaml")).unwrap();
+    let cases = [
+        (
+            module.replace("      kernelMappings:\n", "      kernelMapping:\n"),
+            "`spec.moduleLoader.container.kernelMapping` is not a field of a Module",
+            "did you mean `kernelMappings`?",
+        ),
+        (
+            module.replace("        modulesLoadingOrder:\n", "        moduleLoadingOrder:\n"),
+            "`spec.moduleLoader.container.modprobe.moduleLoadingOrder` is not a field of a Module",
+            "did you mean `modulesLoadingOrder`?",
+        ),
+        (
+            module.replace("        - literal: ", "        - literl: "),
+            "`spec.moduleLoader.container.kernelMappings[1].literl` is not a field of a Module",
+            "did you mean `literal`?",
+        ),
+        (
+            module.replace("            insecureSkipTLSVerify", "            insecureSkipTlsVerify"),
+            "`spec.moduleLoader.container.kernelMappings[1].registryTLS.insecureSkipTlsVerify` is not a field",
+            "did you mean `insecureSkipTLSVerify`?",
+        ),
+        (
+            module.replace("  devicePlugin:\n", "  devicePlugins:\n"),
+            "`spec.devicePlugins` is not a field of a Module",
+            "did you mean `devicePlugin`?",
+        ),
+        (
+            bmc.replace("  kernelModuleName:", "  inTreeModuleToRemove: sfc\n  kernelModuleName:"),
+            "`spec.inTreeModuleToRemove` is not a field of a BootModuleConfig",
+            "did you mean `inTreeModulesToRemove`?",
+        ),
+    ];
+    for (i, (yaml, names, hint)) in cases.iter().enumerate() {
+        let f = dir.join(format!("{i}.yaml"));
+        std::fs::write(&f, yaml).unwrap();
+        let out = generate(&["--from-module", f.to_str().unwrap()]);
+        let line = out.one_line_error();
+        assert!(line.contains(names) && line.ends_with(hint), "{i}: {line}");
+    }
+    // Defined by the CRD, not honoured at first boot: a warning, exit 0.
+    let f = dir.join("tolerations.yaml");
+    std::fs::write(
+        &f,
+        module.replace(
+            "  devicePlugin:\n",
+            "  tolerations: [{key: a}]\n  devicePlugin:\n",
+        ),
+    )
+    .unwrap();
+    let out = generate(&["--from-module", f.to_str().unwrap(), "--format", "config"]);
+    out.ok();
+    assert!(
+        out.stderr
+            .contains("warning: spec.tolerations is ignored: "),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--agent` must be what the node can run first thing: a static ELF
+/// executable for `--arch` (the rule tests/agent_static.rs applies to the
+/// build's agents, from the same file). Each other kind of file is one
+/// line naming the file and what is wrong with it.
+#[test]
+fn agent_must_be_a_static_executable_for_arch() {
+    let dir = util::scratch("agent-kind");
+    let fake = util::fake_agent_bytes();
+    let mut aarch64 = fake.clone();
+    aarch64[18] = 183;
+    let mut pie = fake.clone();
+    pie[16] = 3;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "script",
+            b"#!/bin/sh\nexec true\n".to_vec(),
+            "it is not an ELF file",
+        ),
+        ("noise", noise(4096), "it is not an ELF file"),
+        ("aarch64", aarch64, "it is for aarch64, not x86_64"),
+        ("pie", pie, "ET_DYN"),
+        ("truncated", fake[..40].to_vec(), "truncated"),
+    ];
+    let mut paths: Vec<(String, String)> = cases
+        .into_iter()
+        .map(|(name, bytes, why)| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            (p.display().to_string(), why.to_string())
+        })
+        .collect();
+    // A real dynamically linked executable, as the issue found.
+    if std::fs::read("/bin/true").is_ok_and(|b| b.get(18) == Some(&62)) {
+        paths.push(("/bin/true".into(), "dynamically linked".into()));
+    }
+    for (path, why) in &paths {
+        for format in ["machineconfig", "ignition", "butane"] {
+            let out = kmm_day1(&[
+                "generate",
+                "--config",
+                "examples/sfc.toml",
+                "--pool",
+                "worker",
+                "--format",
+                format,
+                "--agent",
+                path,
+            ]);
+            let line = out.one_line_error();
+            assert!(
+                line.contains(&format!(
+                    "--agent {path} is not a static ELF executable for --arch x86_64: "
+                )) && line.contains(why.as_str()),
+                "{path} {format}: {line}"
+            );
+        }
+    }
+    // The fake agent passes for x86_64 and is refused for aarch64.
+    let line = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--pool",
+        "worker",
+        "--arch",
+        "aarch64",
+        "--agent",
+        FAKE_AGENT,
+    ])
+    .one_line_error()
+    .to_string();
+    assert!(line.contains("it is for x86_64, not aarch64"), "{line}");
+    generate(&["--config", "examples/sfc.toml"]).ok();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Mappings that can never apply are refused, from flags, a config file
+/// or a Module CR alike; a literal for another architecture is a warning.
+#[test]
+fn mappings_that_can_never_match() {
+    let base = [
+        "--module",
+        "sfc",
+        "--image",
+        "quay.io/a/b:1",
+        "--format",
+        "config",
+    ];
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--kernel-mapping-literal", "5.14.0-427.13.1.el9_4.x86_64 =quay.io/a/b:2"],
+            "kernel_mappings[0].literal `5.14.0-427.13.1.el9_4.x86_64 ` has leading or trailing whitespace",
+        ),
+        (
+            &["--kernel-mapping-literal", "6.1.0-18-amd64=quay.io/a/b:2", "--kernel-mapping-literal", "6.1.0-18-amd64=quay.io/a/b:3"],
+            "kernel_mappings[1] (literal `6.1.0-18-amd64`) can never apply: kernel_mappings[0] (literal `6.1.0-18-amd64`) comes first",
+        ),
+        (
+            &["--kernel-mapping", "^.+$=quay.io/a/b:2", "--kernel-mapping", "el9=quay.io/a/b:3"],
+            "kernel_mappings[1] (regexp `el9`) can never apply: kernel_mappings[0] (regexp `^.+$`) comes first, first match wins, and `^.+$` matches every kernel release",
+        ),
+        (
+            &["--kernel-mapping", "el9=quay.io/a/b:2", "--kernel-mapping", "el9=quay.io/a/b:3"],
+            "kernel_mappings[1] (regexp `el9`) can never apply",
+        ),
+    ];
+    for (extra, want) in cases {
+        let out = generate(&[&base[..], extra].concat());
+        let line = out.one_line_error();
+        assert!(line.contains(want), "{extra:?}: {line}");
+    }
+    // The same check reads a Module CR's kernelMappings.
+    let dir = util::scratch("dead-mappings");
+    let module = std::fs::read_to_string(util::root().join("examples/module-cr.yaml"))
+        .unwrap()
+        .replace(
+            "        - literal: 5.14.0-284.59.1.el9_2.x86_64\n",
+            "        - literal: ' 5.14.0-284.59.1.el9_2.x86_64'\n",
+        );
+    assert!(
+        module.contains("' 5.14"),
+        "the example has a literal mapping"
+    );
+    let f = dir.join("m.yaml");
+    std::fs::write(&f, module).unwrap();
+    let line = generate(&["--from-module", f.to_str().unwrap()])
+        .one_line_error()
+        .to_string();
+    assert!(
+        line.contains("kernel_mappings[1].literal ` 5.14.0-284.59.1.el9_2.x86_64` has leading"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Another architecture's kernel: written, with a warning naming it.
+    let out = generate(
+        &[
+            &base[..],
+            &["--kernel-mapping-literal", "6.1.0-18-arm64=quay.io/a/b:2"],
+        ]
+        .concat(),
+    );
+    out.ok();
+    assert!(out.stderr.starts_with("warning: kernel_mappings[0].literal `6.1.0-18-arm64` is an aarch64 kernel, but --arch is x86_64"), "{}", out.stderr);
+    let out = generate(
+        &[
+            &base[..],
+            &[
+                "--arch",
+                "aarch64",
+                "--kernel-mapping-literal",
+                "6.1.0-18-arm64=quay.io/a/b:2",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.ok().contains("6.1.0-18-arm64") && !out.stderr.contains("warning"),
+        "{}",
+        out.stderr
     );
 }

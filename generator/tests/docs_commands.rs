@@ -1,7 +1,8 @@
 //! Every `kmm-day1 …` command line in a ```sh block of the docs, and every
 //! example of `kmm-day1 generate --help`, runs for real (offline, with the
 //! golden tests' stand-in agent); the completions and man pages the hidden
-//! subcommands write are valid for bash, zsh, fish and groff.
+//! subcommands write are valid for bash, zsh, fish and groff, and
+//! docs/install.md lists every man page.
 
 // Integration-test helpers outside #[test] fns are test code too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -191,6 +192,14 @@ fn man_pages_render_without_warnings() {
     want.sort();
     assert!(want.contains(&"kmm-day1-generate.1".to_string()), "{help}");
     assert_eq!(pages, want);
+    // docs/install.md lists what `make install` puts in man1: every page.
+    let install = std::fs::read_to_string(root().join("docs/install.md")).unwrap();
+    for page in &pages {
+        assert!(
+            install.contains(&format!("`{page}`")) || install.contains(&format!("/{page}`")),
+            "docs/install.md does not list the man page {page}"
+        );
+    }
     let generate = std::fs::read_to_string(dir.join("kmm-day1-generate.1")).unwrap();
     assert!(
         generate.contains("from\\-module") && generate.contains("Examples"),

@@ -71,6 +71,21 @@ fn every_format_matches_its_golden() {
     );
 }
 
+/// The fake agent file is the program `util::fake_agent_bytes` assembles.
+#[test]
+fn fake_agent_is_the_assembled_program() {
+    let path = root().join(FAKE_AGENT);
+    let want = util::fake_agent_bytes();
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::write(&path, &want).unwrap();
+    }
+    assert!(
+        util::read(path.to_str().unwrap()) == want,
+        "{} differs from util::fake_agent_bytes (UPDATE_GOLDEN=1)",
+        path.display()
+    );
+}
+
 #[test]
 fn same_input_gives_byte_identical_output() {
     let dir = util::scratch("determinism");

@@ -198,8 +198,10 @@ fn names_pools_and_versions() {
     );
 }
 
+/// `--no-compress` could never produce a MachineConfig that fits, so it is
+/// gone: still recognised, to say why and what to do, and not in --help.
 #[test]
-fn no_compress_never_gzips() {
+fn no_compress_is_refused_with_the_reason() {
     let out = kmm_day1(&[
         "generate",
         "--config",
@@ -210,15 +212,14 @@ fn no_compress_never_gzips() {
         "ignition",
         "--no-compress",
     ]);
-    let ign: serde_json::Value = serde_json::from_str(out.ok()).unwrap();
-    for f in ign["storage"]["files"].as_array().unwrap() {
-        assert!(f["contents"].get("compression").is_none(), "{f}");
-    }
-    let cfg = util::decode_contents(&ign["storage"]["files"][1]["contents"]);
-    assert_eq!(
-        NodeConfig::parse(Path::new("sfc.toml"), std::str::from_utf8(&cfg).unwrap()).unwrap(),
-        NodeConfig::load(&util::root().join("examples/sfc.toml")).unwrap()
+    let line = out.one_line_error();
+    assert!(
+        line.starts_with("error: --no-compress was removed: it could never succeed")
+            && line.ends_with("drop the flag"),
+        "{line}"
     );
+    let help = kmm_day1(&["generate", "--help"]);
+    assert!(!help.ok().contains("no-compress"), "hidden from --help");
 }
 
 #[test]
@@ -237,4 +238,164 @@ fn unwritable_output_is_one_line() {
         line.contains("cannot write /nonexistent-dir/x.toml"),
         "{line}"
     );
+}
+
+/// `--explain-kernel` says which mapping and image a kernel gets, for each
+/// config, as the node would resolve it (checked against the node config
+/// the same input generates), needs no --pool and writes nothing else.
+#[test]
+fn explain_kernel_names_the_mapping_and_image() {
+    let example = ["--from-module", "examples/module-cr.yaml"];
+    let config = config_from(&example, "mlx5-oot");
+    for release in [
+        "5.14.0-427.13.1.el9_4.x86_64",
+        "5.14.0-284.59.1.el9_2.x86_64",
+        "6.1.0-18-amd64",
+    ] {
+        let out = kmm_day1(&[&["generate"][..], &example, &["--explain-kernel", release]].concat());
+        let line = out.ok().strip_suffix('\n').unwrap();
+        assert!(!line.contains('\n'), "one line per config: {line}");
+        let head = format!("mlx5-oot: kernel {release}: ");
+        assert!(line.starts_with(&head), "{line}");
+        match config.mapping_for(release) {
+            Some((i, _)) => {
+                let r = config.resolve("mlx5-oot", release).unwrap().unwrap();
+                assert!(line.contains(&format!("kernel_mappings[{i}] (")), "{line}");
+                assert!(line.contains(&format!(": image {}; ", r.reference)), "{line}");
+                assert!(line.ends_with(&r.in_tree_remove.join(", ")), "{line}");
+            }
+            None => assert_eq!(
+                line,
+                format!("{head}no kernel mapping matches: nothing is loaded on this kernel (as KMM: no mapping, no module)")
+            ),
+        }
+    }
+    // Both mappings and the no-match case were exercised.
+    assert_eq!(
+        config
+            .mapping_for("5.14.0-284.59.1.el9_2.x86_64")
+            .unwrap()
+            .0,
+        1
+    );
+    assert_eq!(
+        config
+            .mapping_for("5.14.0-427.13.1.el9_4.x86_64")
+            .unwrap()
+            .0,
+        0
+    );
+    // Without mappings: the top-level image, with the kernel as its tag.
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--explain-kernel",
+        "6.1.0-18-amd64",
+    ]);
+    assert_eq!(
+        out.ok(),
+        "sfc: kernel 6.1.0-18-amd64: the top-level image (no kernel_mappings): image quay.io/acme/sfc-driver:6.1.0-18-amd64; removes in-tree sfc\n"
+    );
+    // A release uname -r could not print is the usual one-line error.
+    let out = kmm_day1(&[
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--explain-kernel",
+        "6.1",
+    ]);
+    assert!(
+        out.code != 0
+            && out
+                .stderr
+                .contains("--explain-kernel 6.1 (config `sfc`): kernel release `6.1` is invalid"),
+        "{out:?}"
+    );
+    // Every config of a stream gets its line.
+    let out = kmm_day1(&[
+        "generate",
+        "--from-module",
+        util::MULTI_DOC,
+        "--explain-kernel",
+        "6.1.0-18-amd64",
+    ]);
+    assert_eq!(out.ok().lines().count(), 2, "{}", out.stdout_str());
+}
+
+/// One rule for an image without a tag, per kind of input: on the command
+/// line (`--image` and both mapping flags) it gets the kernel release as its
+/// tag with a warning naming the flag, as KMM's day1-utility does; in a node
+/// config file or a Module CR it is an error that says what to write.
+#[test]
+fn untagged_images_follow_one_rule_per_input_kind() {
+    let out = kmm_day1(&[
+        "generate",
+        "--format",
+        "config",
+        "--module",
+        "sfc",
+        "--image",
+        "quay.io/a/b",
+        "--kernel-mapping",
+        "^.+\\.el9_4\\..+$=quay.io/a/c",
+        "--kernel-mapping-literal",
+        "6.1.0-18-amd64=quay.io/a/d",
+    ]);
+    let c = NodeConfig::parse(Path::new("sfc.toml"), out.ok()).unwrap();
+    let k = "${KERNEL_FULL_VERSION}";
+    assert_eq!(
+        c.image.as_deref(),
+        Some(format!("quay.io/a/b:{k}").as_str())
+    );
+    let images: Vec<_> = c
+        .kernel_mappings
+        .iter()
+        .map(|m| m.image.clone().unwrap())
+        .collect();
+    assert_eq!(
+        images,
+        [format!("quay.io/a/d:{k}"), format!("quay.io/a/c:{k}")]
+    );
+    for what in [
+        "--image `quay.io/a/b`",
+        "the image of --kernel-mapping `^.+\\.el9_4\\..+$=quay.io/a/c`",
+        "the image of --kernel-mapping-literal `6.1.0-18-amd64=quay.io/a/d`",
+    ] {
+        assert!(
+            out.stderr
+                .contains(&format!("warning: {what} has no tag: using `")),
+            "{what}: {}",
+            out.stderr
+        );
+    }
+    let dir = util::scratch("untagged");
+    let toml = dir.join("sfc.toml");
+    std::fs::write(&toml, "image = \"quay.io/a/b\"\nmodules = [\"sfc\"]\n").unwrap();
+    let module = dir.join("m.yaml");
+    std::fs::write(
+        &module,
+        std::fs::read_to_string(util::root().join("examples/module-cr.yaml"))
+            .unwrap()
+            .replace(
+                "quay.io/acme/${MOD_NAME}:${KERNEL_FULL_VERSION}",
+                "quay.io/acme/mlx5",
+            ),
+    )
+    .unwrap();
+    for input in [
+        ["--config", toml.to_str().unwrap()],
+        ["--from-module", module.to_str().unwrap()],
+    ] {
+        let out = kmm_day1(&[&["generate", "--format", "config"][..], &input].concat());
+        assert!(out.code != 0 && out.stdout.is_empty(), "{input:?}: {out:?}");
+        assert!(
+            out.stderr.contains(
+                "has neither a tag nor a digest; name one (e.g. `:${KERNEL_FULL_VERSION}`"
+            ),
+            "{input:?}: {}",
+            out.stderr
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

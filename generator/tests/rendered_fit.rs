@@ -261,3 +261,53 @@ fn bad_rendered_input_is_named() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Between 768 KiB and 1.25 MiB the generator warns that the pool's rendered
+/// config should be checked with `--rendered`; once `--rendered` has checked
+/// it, its answer is printed instead of that warning.
+#[test]
+fn rendered_answer_replaces_the_768_kib_warning() {
+    let dir = scratch("fit-no-wolf");
+    // ~600 KiB of incompressible bytes after the fake agent: ~800 KiB embedded.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..600 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let agent = dir.join("agent");
+    std::fs::write(&agent, util::agent_with(&noise)).unwrap();
+    let mc_path = dir.join("rendered.json");
+    std::fs::write(&mc_path, rendered(10, 1000, false)).unwrap();
+    let mut args = CASE.to_vec();
+    args.extend(["--agent", agent.to_str().unwrap()]);
+    let plain = kmm_day1(&args);
+    plain.ok();
+    assert!(
+        plain.stderr.contains("(above 768 KiB)"),
+        "the case is above the warning threshold: {}",
+        plain.stderr
+    );
+    args.extend(["--rendered", mc_path.to_str().unwrap()]);
+    let measured = kmm_day1(&args);
+    measured.ok();
+    assert!(
+        fit_line(&measured.stderr).contains("fits under"),
+        "{}",
+        measured.stderr
+    );
+    assert!(
+        !measured.stderr.contains("768 KiB"),
+        "--rendered answered; no warning: {}",
+        measured.stderr
+    );
+    assert!(
+        measured.stderr.contains("--server-side"),
+        "the oc apply note stays: {}",
+        measured.stderr
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -12,19 +12,11 @@ use anyhow::{bail, Context, Result};
 use kmm_day1_config::NodeConfig;
 use serde_json::{Map, Value};
 
-use super::{kmm_image, Loaded};
+use super::{crd, kmm_image, Loaded};
 
 pub const API_VERSION: &str = "kmm.sigs.x-k8s.io/v1beta1";
 
-/// Spec fields we read; anything else is warned about.
-const MAPPED: [&str; 6] = [
-    "machineConfigName",
-    "machineConfigPoolName",
-    "kernelModuleImage",
-    "kernelModuleName",
-    "inTreeModulesToRemove",
-    "firmwareFilesPath",
-];
+const KIND: &str = "BootModuleConfig";
 
 const WORKER_IMAGE_WHY: &str = "the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot";
 
@@ -57,23 +49,12 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => bail!("`metadata.name` is missing; it names the node config"),
     };
-    for key in root.keys() {
-        if !matches!(
-            key.as_str(),
-            "apiVersion" | "kind" | "metadata" | "spec" | "status"
-        ) {
-            warnings.push(format!("{key} is ignored: not part of a BootModuleConfig"));
-        }
-    }
+    crd::check(crd::BOOT_MODULE_CONFIG, KIND, "", "", root.keys())?;
     let spec = object(root.get("spec"), "spec")?;
-    for key in spec.keys() {
-        if key == "workerImage" {
-            warnings.push(format!("spec.workerImage is ignored: {WORKER_IMAGE_WHY}"));
-        } else if !MAPPED.contains(&key.as_str()) {
-            warnings.push(format!(
-                "spec.{key} is ignored: not a field kmm-day1 knows in a {API_VERSION} BootModuleConfig"
-            ));
-        }
+    // Every field the CRD defines is mapped but workerImage.
+    crd::check(crd::BOOT_MODULE_CONFIG, KIND, "spec", "spec", spec.keys())?;
+    if spec.contains_key("workerImage") {
+        warnings.push(format!("spec.workerImage is ignored: {WORKER_IMAGE_WHY}"));
     }
 
     let mc_name = required(
@@ -86,7 +67,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         "machineConfigPoolName",
         "it names the MachineConfigPool (the machineconfiguration.openshift.io/role label) the MachineConfig is for",
     )?;
-    crate::output::check_pool(&pool).context("`spec.machineConfigPoolName`")?;
+    crate::output::check_pool(&pool, "`spec.machineConfigPoolName`")?;
     let repo = required(
         spec,
         "kernelModuleImage",
@@ -170,14 +151,21 @@ spec:
     #[test]
     fn optional_fields_and_worker_image() {
         let y = format!(
-            "{BASE}  inTreeModulesToRemove: [sfc, mdio]\n  firmwareFilesPath: /firmware\n  workerImage: quay.io/kmm/worker:1\n  bogus: 1\nstatus: {{configStatus: done}}\n"
+            "{BASE}  inTreeModulesToRemove: [sfc, mdio]\n  firmwareFilesPath: /firmware\n  workerImage: quay.io/kmm/worker:1\nstatus: {{configStatus: done}}\n"
         );
         let l = map(&cr(&y), None).unwrap();
         assert_eq!(l.config.in_tree_remove.as_ref().unwrap(), &["sfc", "mdio"]);
         assert_eq!(l.config.firmware_dir.as_deref(), Some("/firmware"));
-        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
-        assert!(l.warnings[0].starts_with("spec.bogus is ignored: "));
-        assert!(l.warnings[1].starts_with("spec.workerImage is ignored: "));
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert!(l.warnings[0].starts_with("spec.workerImage is ignored: "));
+        // Not in the CRD: the API server would refuse it, so do we.
+        let y = format!("{BASE}  inTreeModuleToRemove: sfc\n");
+        let e = format!("{:#}", map(&cr(&y), None).unwrap_err());
+        assert!(
+            e.contains("`spec.inTreeModuleToRemove` is not a field of a BootModuleConfig")
+                && e.ends_with("did you mean `inTreeModulesToRemove`?"),
+            "{e}"
+        );
         // KMM: an empty firmware path is no firmware; an empty list removes nothing.
         let y = format!("{BASE}  inTreeModulesToRemove: []\n  firmwareFilesPath: ''\n");
         let l = map(&cr(&y), None).unwrap();
@@ -217,6 +205,9 @@ spec:
             "machineConfigPoolName: -bad",
         );
         let e = format!("{:#}", map(&cr(&y), None).unwrap_err());
-        assert!(e.starts_with("`spec.machineConfigPoolName`: "), "{e}");
+        assert!(
+            e.starts_with("`spec.machineConfigPoolName` `-bad` is not a pool role"),
+            "{e}"
+        );
     }
 }

@@ -16,7 +16,7 @@ pub fn load(args: &GenerateArgs) -> Result<Loaded> {
     let mut warnings = Vec::new();
     let mut config = NodeConfig::new(String::new(), args.module.clone());
     config.image = args.image.as_deref().map(|i| {
-        let (image, note) = super::kmm_image::flag_image(i);
+        let (image, note) = super::kmm_image::flag_image(&format!("--image `{i}`"), i);
         warnings.extend(note);
         image
     });
@@ -37,9 +37,12 @@ pub fn load(args: &GenerateArgs) -> Result<Loaded> {
         let Some((kver, image)) = m.split_once('=') else {
             bail!("--kernel-mapping-literal `{m}`: expected KERNEL_RELEASE=IMAGE");
         };
+        let what = format!("the image of --kernel-mapping-literal `{m}`");
+        let (image, note) = super::kmm_image::flag_image(&what, image);
+        warnings.extend(note);
         config.kernel_mappings.push(KernelMapping {
             literal: Some(kver.to_string()),
-            image: Some(image.to_string()),
+            image: Some(image),
             ..KernelMapping::default()
         });
     }
@@ -48,9 +51,12 @@ pub fn load(args: &GenerateArgs) -> Result<Loaded> {
         let Some((re, image)) = m.rsplit_once('=') else {
             bail!("--kernel-mapping `{m}`: expected REGEXP=IMAGE");
         };
+        let what = format!("the image of --kernel-mapping `{m}`");
+        let (image, note) = super::kmm_image::flag_image(&what, image);
+        warnings.extend(note);
         config.kernel_mappings.push(KernelMapping {
             regexp: Some(re.to_string()),
-            image: Some(image.to_string()),
+            image: Some(image),
             ..KernelMapping::default()
         });
     }

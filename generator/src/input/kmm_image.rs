@@ -38,17 +38,20 @@ pub fn kernel_tagged(repository: &str) -> Result<String> {
     Ok(format!("{repository}:{KERNEL_TAG}"))
 }
 
-/// For `--image` (KMM's day1-utility `-image`): an image without a tag or
-/// digest gets the kernel release as its tag, as day1-utility does; one
-/// with a tag or digest is used as is (where day1-utility would build an
-/// invalid reference). Returns the image and, when a tag was added, a note.
-pub fn flag_image(image: &str) -> (String, Option<String>) {
+/// For an image given on the command line (`--image`, KMM's day1-utility
+/// `-image`, and the images of `--kernel-mapping` / `--kernel-mapping-literal`,
+/// so that every flag reads an image the same way): one without a tag or
+/// digest gets the kernel release as its tag, as day1-utility does; one with
+/// a tag or digest is used as is (where day1-utility would build an invalid
+/// reference). `what` names the image in the note (``--image `X` ``).
+/// Returns the image and, when a tag was added, a note.
+pub fn flag_image(what: &str, image: &str) -> (String, Option<String>) {
     if image.contains('@') || tag(image).is_some() {
         return (image.to_string(), None);
     }
     let tagged = format!("{image}:{KERNEL_TAG}");
     let note = format!(
-        "--image `{image}` has no tag: using `{tagged}` (the node's kernel release as the tag, as KMM's day1-utility and BootModuleConfig do)"
+        "{what} has no tag: using `{tagged}` (the node's kernel release as the tag, as KMM's day1-utility and BootModuleConfig do)"
     );
     (tagged, Some(note))
 }
@@ -89,15 +92,15 @@ mod tests {
 
     #[test]
     fn flag_image_adds_the_kernel_tag_only_when_there_is_none() {
-        let (i, n) = flag_image("quay.io/a/b");
+        let (i, n) = flag_image("--image `quay.io/a/b`", "quay.io/a/b");
         assert_eq!(i, "quay.io/a/b:${KERNEL_FULL_VERSION}");
-        assert!(n.unwrap().contains("has no tag"));
+        assert!(n.unwrap().starts_with("--image `quay.io/a/b` has no tag"));
         for fixed in [
             "quay.io/a/b:1",
             "quay.io/a/b@sha256:00",
             "r:5000/a:${KERNEL_FULL_VERSION}",
         ] {
-            assert_eq!(flag_image(fixed), (fixed.to_string(), None));
+            assert_eq!(flag_image("--image", fixed), (fixed.to_string(), None));
         }
     }
 }

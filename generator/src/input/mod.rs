@@ -4,9 +4,13 @@
 //! A new input kind is a new file here plus one arm in `manifest::one`.
 
 mod boot_module_config;
+mod crd;
 mod flags;
 mod kmm_image;
 mod manifest;
+mod mappings;
+
+pub use mappings::describe as describe_mapping;
 mod module_cr;
 mod node_toml;
 
@@ -37,6 +41,66 @@ pub struct Loaded {
 /// The node configs of the input: one, or one per document of a
 /// multi-document `--from-module` file.
 pub fn load(args: &GenerateArgs) -> Result<Vec<Loaded>> {
+    // Checked before anything else: the name is a path on the node.
+    if let Some(n) = &args.name {
+        check_name(n, "--name")?;
+    }
+    let mut all = load_inputs(args)?;
+    let several = all.len() > 1;
+    for l in &mut all {
+        check_name(&l.name, "the config name")?;
+        let name = l.name.clone();
+        let at = |msg: String| {
+            if several {
+                format!("config `{name}`: {msg}")
+            } else {
+                msg
+            }
+        };
+        let warnings = mappings::check(&l.config, args.arch)
+            .map_err(|e| anyhow::anyhow!(at(e.to_string())))?;
+        l.warnings.extend(warnings.into_iter().map(at));
+    }
+    Ok(all)
+}
+
+/// The config name becomes `/etc/kmm-day1/<name>.toml`. The agent reads only
+/// the files directly in that directory and takes the name from the file
+/// name, so a name with a `/` (or `..`) would install a file no node ever
+/// reads, or one outside the directory. The config crate checks the file
+/// name it is given; this checks the whole name, before any path is made.
+fn check_name(name: &str, what: &str) -> Result<()> {
+    if !kmm_day1_config::valid_config_name(name) {
+        anyhow::bail!(
+            "{what} `{name}` is not a valid config name: it becomes the file {}/<NAME>.toml, which the agent reads only when NAME is one file name of 1-128 characters of [A-Za-z0-9._-] not starting with `.` (no `/`); e.g. --name {}",
+            kmm_day1_config::CONFIG_DIR,
+            suggest_name(name)
+        );
+    }
+    Ok(())
+}
+
+/// A valid name close to `name`, for the error's example.
+fn suggest_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches(|c| c == '-' || c == '.');
+    if s.is_empty() {
+        "my-driver".to_string()
+    } else {
+        s.chars().take(128).collect()
+    }
+}
+
+fn load_inputs(args: &GenerateArgs) -> Result<Vec<Loaded>> {
     if let Some(path) = &args.config {
         Ok(vec![node_toml::load(path, args.name.as_deref())?])
     } else if let Some(path) = &args.from_module {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use kmm_day1_config::{KernelMapping, NodeConfig};
 use serde_json::{Map, Value};
 
-use super::Loaded;
+use super::{crd, Loaded};
 
 pub const API_VERSION: &str = "kmm.sigs.x-k8s.io/v1beta1";
 
@@ -43,8 +43,16 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// Warn about keys of `map` (at `path`) that are neither handled nor known-ignored.
-    fn leftover(&mut self, map: &Map<String, Value>, path: &str, handled: &[&str]) {
+    /// Refuse keys of `map` (at `path`, schema path `schema`) that the CRD
+    /// does not define; warn about those that are defined but not handled.
+    fn leftover(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        schema: &str,
+        handled: &[&str],
+    ) -> Result<()> {
+        crd::check(crd::MODULE, "Module", schema, path, map.keys())?;
         for key in map.keys() {
             let full = format!("{path}.{key}");
             if handled.contains(&key.as_str()) {
@@ -54,10 +62,11 @@ impl Ctx {
                 self.warnings.push(format!("{full} is ignored: {why}"));
             } else {
                 self.warnings.push(format!(
-                    "{full} is ignored: not a field kmm-day1 knows in a {API_VERSION} Module"
+                    "{full} is ignored: kmm-day1 does not support it in a {API_VERSION} Module"
                 ));
             }
         }
+        Ok(())
     }
 }
 
@@ -117,6 +126,7 @@ fn in_tree(map: &Map<String, Value>, path: &str) -> Result<Option<Vec<String>>> 
 fn registry_tls(
     map: &Map<String, Value>,
     path: &str,
+    schema: &str,
     ctx: &mut Ctx,
 ) -> Result<(Option<bool>, Option<bool>)> {
     let Some(tls) = map.get("registryTLS") else {
@@ -124,7 +134,12 @@ fn registry_tls(
     };
     let p = format!("{path}.registryTLS");
     let tls = object(tls, &p)?;
-    ctx.leftover(tls, &p, &["insecure", "insecureSkipTLSVerify"]);
+    ctx.leftover(
+        tls,
+        &p,
+        &format!("{schema}.registryTLS"),
+        &["insecure", "insecureSkipTLSVerify"],
+    )?;
     Ok((
         boolean(tls, "insecure", &p)?,
         boolean(tls, "insecureSkipTLSVerify", &p)?,
@@ -141,17 +156,9 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         .context("`metadata.name` is missing; it names the config and `${MOD_NAME}`")?;
     let namespace = string(meta, "namespace", "metadata")?;
     let spec = object(root.get("spec").unwrap_or(&Value::Null), "spec")?;
-    for key in root.keys() {
-        // `status` is the cluster's, not the user's; the rest is identity.
-        if !matches!(
-            key.as_str(),
-            "apiVersion" | "kind" | "metadata" | "spec" | "status"
-        ) {
-            ctx.warnings
-                .push(format!("{key} is ignored: not part of a Module"));
-        }
-    }
-    ctx.leftover(spec, "spec", &["moduleLoader", "selector"]);
+    // `status` is the cluster's, not the user's; the rest is identity.
+    crd::check(crd::MODULE, "Module", "", "", root.keys())?;
+    ctx.leftover(spec, "spec", "spec", &["moduleLoader", "selector"])?;
     let pool = match spec.get("selector") {
         Some(s) => pool_from_selector(object(s, "spec.selector")?, &mut ctx),
         None => None,
@@ -164,7 +171,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         })?,
         ml_path,
     )?;
-    ctx.leftover(ml, ml_path, &["container"]);
+    ctx.leftover(ml, ml_path, ml_path, &["container"])?;
     let c_path = "spec.moduleLoader.container";
     let c = object(
         ml.get("container")
@@ -174,6 +181,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
     ctx.leftover(
         c,
         c_path,
+        c_path,
         &[
             "modprobe",
             "containerImage",
@@ -182,7 +190,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
             "kernelMappings",
             "registryTLS",
         ],
-    );
+    )?;
 
     let mp_path = "spec.moduleLoader.container.modprobe";
     let mp = object(
@@ -196,6 +204,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
     ctx.leftover(
         mp,
         mp_path,
+        mp_path,
         &[
             "moduleName",
             "parameters",
@@ -203,7 +212,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
             "dirName",
             "modulesLoadingOrder",
         ],
-    );
+    )?;
     let module = string(mp, "moduleName", mp_path)?.with_context(|| {
         format!("`{mp_path}.moduleName` is missing: name the kernel module to load")
     })?;
@@ -235,7 +244,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         config.module_root = d;
     }
     config.in_tree_remove = in_tree(c, c_path)?;
-    let (insecure, skip) = registry_tls(c, c_path, &mut ctx)?;
+    let (insecure, skip) = registry_tls(c, c_path, c_path, &mut ctx)?;
     config.pull.insecure = insecure.unwrap_or(false);
     config.pull.insecure_skip_tls_verify = skip.unwrap_or(false);
     config.mod_name = Some(cr_name.clone());
@@ -249,6 +258,8 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
         for (i, item) in list.iter().enumerate() {
             let p = format!("{km_path}[{i}]");
             let m = object(item, &p)?;
+            let schema = format!("{km_path}[]");
+            crd::check(crd::MODULE, "Module", &schema, &p, m.keys())?;
             for key in m.keys() {
                 match key.as_str() {
                     "literal" | "regexp" | "containerImage" | "inTreeModulesToRemove"
@@ -256,12 +267,12 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
                     k => match KERNEL_MAPPING_IGNORED.iter().find(|(f, _)| *f == k) {
                         Some((_, why)) => ctx.warnings.push(format!("{p}.{k} is ignored: {why}")),
                         None => ctx.warnings.push(format!(
-                            "{p}.{k} is ignored: not a field kmm-day1 knows in a {API_VERSION} Module"
+                            "{p}.{k} is ignored: kmm-day1 does not support it in a {API_VERSION} Module"
                         )),
                     },
                 }
             }
-            let (insecure, insecure_skip_tls_verify) = registry_tls(m, &p, &mut ctx)?;
+            let (insecure, insecure_skip_tls_verify) = registry_tls(m, &p, &schema, &mut ctx)?;
             config.kernel_mappings.push(KernelMapping {
                 literal: string(m, "literal", &p)?,
                 regexp: string(m, "regexp", &p)?,
@@ -388,7 +399,7 @@ spec:
             "  tolerations: [{key: a}]\n  imageRepoSecret: {name: s}\n  devicePlugin: {container: {image: x}}\n  moduleLoader:\n    serviceAccountName: sa\n",
         ).replace(
             "      modprobe:\n",
-            "      build: {dockerfileConfigMap: {name: d}}\n      sign: {keySecret: {name: k}}\n      version: v1\n      imagePullPolicy: Always\n      bogus: 1\n      kernelMappings:\n      - regexp: '^.+$'\n        build: {}\n        sign: {}\n      modprobe:\n        args: {load: [-v]}\n",
+            "      build: {dockerfileConfigMap: {name: d}}\n      sign: {keySecret: {name: k}}\n      version: v1\n      imagePullPolicy: Always\n      kernelMappings:\n      - regexp: '^.+$'\n        build: {}\n        sign: {}\n      modprobe:\n        args: {load: [-v]}\n",
         ).replace("node-role.kubernetes.io/worker: ''", "node-role.kubernetes.io/worker: '', feature.node.kubernetes.io/x: 'true'");
         let l = map(&cr(&y), None).unwrap();
         for field in [
@@ -400,7 +411,6 @@ spec:
             "spec.moduleLoader.container.sign",
             "spec.moduleLoader.container.version",
             "spec.moduleLoader.container.imagePullPolicy",
-            "spec.moduleLoader.container.bogus",
             "spec.moduleLoader.container.kernelMappings[0].build",
             "spec.moduleLoader.container.kernelMappings[0].sign",
             "spec.moduleLoader.container.modprobe.args",
@@ -414,7 +424,7 @@ spec:
                 l.warnings
             );
         }
-        assert_eq!(l.warnings.len(), 13, "{:#?}", l.warnings);
+        assert_eq!(l.warnings.len(), 12, "{:#?}", l.warnings);
         assert_eq!(l.pool.as_deref(), Some("worker"));
     }
 

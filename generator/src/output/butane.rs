@@ -59,14 +59,8 @@ struct Unit {
     contents: &'static str,
 }
 
-pub fn render(
-    mc_name: &str,
-    pool: &str,
-    p: &Payload<'_>,
-    ignition_version: &str,
-    compress: bool,
-) -> String {
-    let agent = crate::encode::data_url(p.agent, compress);
+pub fn render(mc_name: &str, pool: &str, p: &Payload<'_>, ignition_version: &str) -> String {
+    let agent = crate::encode::data_url(p.agent);
     let b = Butane {
         variant: "openshift",
         version: variant_version(ignition_version),

@@ -70,18 +70,29 @@ impl Elided {
     }
 }
 
-/// A Kubernetes label value (the pool's role), checked before it reaches the
-/// API server, which would reject it with a less direct message.
-pub fn check_pool(pool: &str) -> Result<()> {
+/// The pool's role: the value of the `machineconfiguration.openshift.io/role`
+/// label, checked before it reaches the API server. Kubernetes would take
+/// `Worker` as a label value, but no pool selects it: a MachineConfigPool's
+/// name is a lowercase DNS name and its selector's role is that name
+/// (`worker`, `master`, `infra`, …). So the check is the label value's syntax
+/// with lowercase letters only. `what` names where the value came from.
+pub fn check_pool(pool: &str, what: &str) -> Result<()> {
     let b = pool.as_bytes();
+    let lower_alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     let ok = !b.is_empty()
         && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
+        && lower_alnum(&b[0])
+        && lower_alnum(&b[b.len() - 1])
         && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+            .all(|c| lower_alnum(c) || matches!(c, b'-' | b'_' | b'.'));
     if !ok {
-        bail!("--pool `{pool}` is not a valid pool role label (1-63 characters of [A-Za-z0-9._-], starting and ending with a letter or digit)");
+        let lower = pool.to_ascii_lowercase();
+        let hint = if lower != pool && check_pool(&lower, what).is_ok() {
+            format!("; MachineConfigPools select lowercase roles: use `{lower}`")
+        } else {
+            String::new()
+        };
+        bail!("{what} `{pool}` is not a pool role MachineConfigPools select (1-63 characters of [a-z0-9._-], starting and ending with a lowercase letter or digit, e.g. `worker`){hint}");
     }
     Ok(())
 }
@@ -180,9 +191,18 @@ mod tests {
             .to_string();
         assert!(e.contains("--mc-name"), "{e}");
         assert!(mc_name(Some("Bad"), "worker", "x").is_err());
-        assert!(check_pool("worker").is_ok());
-        assert!(check_pool("infra-gpu").is_ok());
-        assert!(check_pool("-x").is_err());
-        assert!(check_pool("").is_err());
+        for ok in ["worker", "infra-gpu", "gpu.a_1", "0"] {
+            assert!(check_pool(ok, "--pool").is_ok(), "{ok}");
+        }
+        for bad in ["-x", "", "x-", "Worker", "GPU", "a/b", &"a".repeat(64)] {
+            assert!(check_pool(bad, "--pool").is_err(), "{bad}");
+        }
+        let e = check_pool("Worker", "--pool").unwrap_err().to_string();
+        assert!(
+            e.starts_with("--pool `Worker` is not") && e.ends_with("use `worker`"),
+            "{e}"
+        );
+        let e = check_pool("a b", "--pool").unwrap_err().to_string();
+        assert!(!e.contains("use `"), "no hint that is itself invalid: {e}");
     }
 }

@@ -7,8 +7,55 @@ use std::process::Command;
 
 use base64::Engine;
 
-/// The deterministic stand-in agent the goldens are made with.
+/// The deterministic stand-in agent the goldens are made with: a 190-byte
+/// static x86-64 executable that prints a line and exits 0, because
+/// `--agent` takes only static ELF executables for `--arch`. Its bytes are
+/// [`fake_agent_bytes`] (checked by the golden test).
 pub const FAKE_AGENT: &str = "generator/tests/golden/fake-agent";
+
+/// The fake agent, assembled: one ELF64 header, one PT_LOAD program header
+/// mapping the whole file at 0x400000, then `write(1, msg, len); exit(0)`.
+pub fn fake_agent_bytes() -> Vec<u8> {
+    let msg = b"kmm-day1-agent (golden-test fixture)\n";
+    let mut code = vec![0xb8, 1, 0, 0, 0]; // mov eax, 1 (write)
+    code.extend([0xbf, 1, 0, 0, 0]); // mov edi, 1 (stdout)
+    code.extend([0x48, 0x8d, 0x35, 16, 0, 0, 0]); // lea rsi, [rip+16]: msg
+    code.push(0xba); // mov edx, len
+    code.extend((msg.len() as u32).to_le_bytes());
+    code.extend([0x0f, 0x05]); // syscall
+    code.extend([0xb8, 60, 0, 0, 0]); // mov eax, 60 (exit)
+    code.extend([0x31, 0xff, 0x0f, 0x05]); // xor edi, edi; syscall
+    let base: u64 = 0x40_0000;
+    let total = (64 + 56 + code.len() + msg.len()) as u64;
+    let mut b = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    for v in [2u16, 62] {
+        b.extend(v.to_le_bytes()); // e_type ET_EXEC, e_machine x86-64
+    }
+    b.extend(1u32.to_le_bytes()); // e_version
+    for v in [base + 120, 64, 0] {
+        b.extend(v.to_le_bytes()); // e_entry, e_phoff, e_shoff
+    }
+    b.extend(0u32.to_le_bytes()); // e_flags
+    for v in [64u16, 56, 1, 64, 0, 0] {
+        b.extend(v.to_le_bytes()); // ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    }
+    b.extend(1u32.to_le_bytes()); // PT_LOAD
+    b.extend(5u32.to_le_bytes()); // R+X
+    for v in [0, base, base, total, total, 0x1000] {
+        b.extend(v.to_le_bytes()); // offset, vaddr, paddr, filesz, memsz, align
+    }
+    b.extend(code);
+    b.extend(msg);
+    b
+}
+
+/// A valid `--agent` of about `payload.len()` bytes: the fake agent with
+/// `payload` after it (bytes no program header maps), for size tests.
+pub fn agent_with(payload: &[u8]) -> Vec<u8> {
+    let mut b = fake_agent_bytes();
+    b.extend_from_slice(payload);
+    b
+}
 
 /// One golden input: a name and the arguments that select it.
 pub struct Case {
