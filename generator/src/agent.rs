@@ -5,7 +5,16 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::Arch;
+use clap::ValueEnum;
+
+/// The node architecture an agent is built for (`--arch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "aarch64")]
+    Aarch64,
+}
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/agents.rs"));

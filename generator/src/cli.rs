@@ -1,8 +1,18 @@
+//! The command line of `kmm-day1`: one clap definition (the man pages and
+//! completions are generated from it, `manual.rs`) and the dispatch to each
+//! subcommand's module. No logic lives here beyond checks between flags that
+//! clap cannot state; the option types it shares with the rest of the crate
+//! (`Format`, `Arch`) are defined where they are used (`output`, `agent`), so
+//! those modules do not depend on the CLI.
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kmm_day1_config::AfterPull;
+
+use crate::agent::Arch;
+use crate::output::Format;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,28 +110,6 @@ impl Cli {
             Command::Manpages { dir } => crate::manual::manpages(&dir),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A MachineConfig (YAML) for `oc create -f`.
-    Machineconfig,
-    /// A Butane config (`variant: openshift`).
-    Butane,
-    /// The plain Ignition config (JSON).
-    Ignition,
-    /// Only the node config TOML (`/etc/kmm-day1/<name>.toml`).
-    Config,
-    /// A `MachineConfiguration` patch so later changes need no reboot (OpenShift 4.17+).
-    DisruptionPolicy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Arch {
-    #[value(name = "x86_64")]
-    X86_64,
-    #[value(name = "aarch64")]
-    Aarch64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

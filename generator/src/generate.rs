@@ -5,8 +5,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use kmm_day1_config::NodeConfig;
 
-use crate::cli::{Format, GenerateArgs};
+use crate::cli::GenerateArgs;
 use crate::ignition::{self, Payload};
+use crate::output::Format;
 use crate::{agent, fit, input, output, size, write};
 
 /// Stands in for the pool when only the size of a would-be MachineConfig is

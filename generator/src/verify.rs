@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::Arch;
+use crate::agent::Arch;
 
 /// Run the agent's `verify` with `args`; exits with its exit code.
 pub fn run(agent: Option<&Path>, args: &[OsString]) -> Result<()> {

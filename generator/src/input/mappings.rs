@@ -11,7 +11,7 @@
 use anyhow::{bail, Result};
 use kmm_day1_config::{KernelMapping, NodeConfig};
 
-use crate::cli::Arch;
+use crate::agent::Arch;
 
 /// The problems of `config`'s mappings: `Err` for a dead entry, else the
 /// warnings to print.

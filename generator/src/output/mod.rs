@@ -6,6 +6,22 @@ pub mod disruption;
 pub mod machineconfig;
 
 use anyhow::{bail, Result};
+use clap::ValueEnum;
+
+/// What `kmm-day1 generate` writes (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A MachineConfig (YAML) for `oc create -f`.
+    Machineconfig,
+    /// A Butane config (`variant: openshift`).
+    Butane,
+    /// The plain Ignition config (JSON).
+    Ignition,
+    /// Only the node config TOML (`/etc/kmm-day1/<name>.toml`).
+    Config,
+    /// A `MachineConfiguration` patch so later changes need no reboot (OpenShift 4.17+).
+    DisruptionPolicy,
+}
 
 /// The role label that selects a MachineConfigPool.
 pub const ROLE_LABEL: &str = "machineconfiguration.openshift.io/role";
