@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hostile_common::{base_layer, write_layout, Layer};
-use pull_common::{kernel_tree, Scratch, AGENT};
+use pull_common::{agent, kernel_tree, Scratch};
 
 const USER: &str = "puller";
 const PASSWORD: &str = "S3cr3t-p4ssw0rd-kmm";
@@ -717,7 +717,7 @@ fn registry_faults() {
         )
         .unwrap();
         let store = work.join("store");
-        let mut cmd = Command::new(AGENT);
+        let mut cmd = Command::new(agent());
         cmd.arg("pull")
             .arg("--config-dir")
             .arg(&etc)
@@ -785,7 +785,7 @@ fn registry_faults() {
         // of the store.
         let mut status = String::new();
         for json in [false, true] {
-            let mut c = Command::new(AGENT);
+            let mut c = Command::new(agent());
             c.arg("status")
                 .arg("--config-dir")
                 .arg(&etc)
