@@ -18,12 +18,7 @@ generator=${KMM_DAY1_GENERATOR:-$PWD/target/release/kmm-day1}
 agent_path=$(sed -n 's/^pub const AGENT_PATH: &str = "\(.*\)";/\1/p' config/src/lib.rs)
 [[ -n $agent_path ]] || { echo "bench sizes: AGENT_PATH not found in config/src/lib.rs" >&2; exit 1; }
 
-# "1,234,567 B (1205.6 KiB)"
-bytes() { LC_ALL=C awk -v n="$1" 'BEGIN {
-    s = sprintf("%d", n); o = ""
-    while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) }
-    printf "%s%s B (%.1f KiB)", s, o, n / 1024 }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a <= b) ? "yes" : "no" }'; }
+bytes() { bench_bytes "$1"; }
 
 for arch in x86_64 aarch64; do
     var=KMM_DAY1_AGENT_${arch^^}
@@ -52,9 +47,8 @@ for arch in x86_64 aarch64; do
     bench_row "agent $arch: base64(gzip -9)" "$(bytes "$b64")" "—" "—" "—" "—"
     bench_row "agent $arch: embedded by the generator (base64 of zopfli gzip)" "$(bytes "$embedded")" \
         "$(bytes "$b64")" "$(bench_ratio "$embedded" "$b64")" "—" "—"
-    # Issue 8's goal is for the whole MachineConfig; the generator refuses above 1.25 MiB.
-    bench_row "MachineConfig examples/sfc.toml ($arch)" "$(bytes "$mcsize")" "—" "—" "≤ 900 KiB (refused > 1.25 MiB)" \
-        "$(le "$mcsize" $((900 * 1024)))"
+    # Issue 8's goal is for the whole MachineConfig (bench/lib.sh).
+    bench_mc_row "$arch" "$mcsize"
 done
 
 [[ ${BENCH_BLOAT:-1} == 0 ]] && exit 0

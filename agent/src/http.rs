@@ -9,7 +9,7 @@
 //! which headers may follow a redirect.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -841,13 +841,24 @@ pub fn read_timeout() -> Duration {
         .map_or(READ_TIMEOUT, Duration::from_secs)
 }
 
+/// The addresses of `host` from the machine's resolver. Unit tests get
+/// [`test_net::resolve`] instead: a DNS query leaves the machine.
+#[cfg(not(test))]
+fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+#[cfg(test)]
+use test_net::resolve;
+
 fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, HttpError> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| HttpError::Network(format!("cannot resolve {host}: {e}")))?
-        .collect();
+    let addrs = resolve(host, port)
+        .map_err(|e| HttpError::Network(format!("cannot resolve {host}: {e}")))?;
     let mut last = None;
     for addr in &addrs {
+        #[cfg(test)]
+        test_net::refuse_non_loopback(addr);
         match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
@@ -915,9 +926,90 @@ fn read_head(r: &mut BufReader<Stream>) -> io::Result<(u16, Vec<(String, String)
     }
 }
 
+/// The network of the unit tests (issue 19): they may reach 127.0.0.0/8
+/// only and send no DNS query. Names resolve from a table the tests fill
+/// ([`test_net::add_host`]); an IP literal or `localhost` needs no lookup;
+/// any other name is an error without a query. Every address the client
+/// connects to goes through [`test_net::refuse_non_loopback`], which
+/// panics: the test that made the agent leave loopback fails, and a panic
+/// on a pull's worker thread reaches the test through `thread::scope`.
+/// Compiled only with `cfg(test)`, so the agent a node runs has none of it.
+#[cfg(test)]
+pub mod test_net {
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::Mutex;
+
+    static HOSTS: Mutex<BTreeMap<String, IpAddr>> = Mutex::new(BTreeMap::new());
+
+    /// `name` resolves to `ip` for the rest of the test process.
+    pub fn add_host(name: &str, ip: IpAddr) {
+        assert!(ip.is_loopback(), "test host {name} -> {ip}: loopback only");
+        HOSTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_ascii_lowercase(), ip);
+    }
+
+    pub fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let ip = if let Ok(ip) = host.parse::<IpAddr>() {
+            ip
+        } else if host.eq_ignore_ascii_case("localhost") {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            let hosts = HOSTS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *hosts.get(&host.to_ascii_lowercase()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "not in the unit tests' host table (they send no DNS query)",
+                )
+            })?
+        };
+        Ok(vec![SocketAddr::new(ip, port)])
+    }
+
+    pub fn refuse_non_loopback(addr: &SocketAddr) {
+        assert!(
+            addr.ip().is_loopback(),
+            "the agent opened a socket to non-loopback {addr} during the unit tests"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_tests_stay_on_loopback() {
+        // A name outside the table fails without a query and names itself.
+        let e = tcp_connect("kmm-day1-unmapped.invalid", 443).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, HttpError::Network(_))
+                && msg.contains("cannot resolve kmm-day1-unmapped.invalid")
+                && msg.contains("host table"),
+            "{msg}"
+        );
+        // A mapped name resolves to its table entry.
+        test_net::add_host("kmm-day1-mapped.test", IpAddr::from([127, 0, 0, 7]));
+        assert_eq!(
+            test_net::resolve("KMM-day1-mapped.test", 80).unwrap(),
+            [SocketAddr::from(([127, 0, 0, 7], 80))]
+        );
+        // A non-loopback address (TEST-NET-1, never routed) panics before
+        // any socket exists.
+        let hit = std::panic::catch_unwind(|| tcp_connect("192.0.2.1", 9));
+        let why = hit.expect_err("a connect to 192.0.2.1 must panic");
+        let why = why
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(why.contains("non-loopback 192.0.2.1:9"), "{why}");
+    }
 
     #[test]
     fn urls_split_and_join() {

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
-use pull_common::{kernel_tree, Scratch, AGENT};
+use pull_common::{kernel_tree, Scratch};
 
 fn agent(work: &Path, kver: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(AGENT);
+    let mut c = Command::new(pull_common::agent());
     c.args(args)
         .arg("--config-dir")
         .arg(work.join("etc"))

@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
 use kmm_day1_tests::full_suite;
-use pull_common::{kernel_tree, snapshot, Scratch, AGENT};
+use pull_common::{agent, kernel_tree, snapshot, Scratch};
 
 struct Mount(PathBuf);
 
@@ -62,7 +62,7 @@ impl Drop for Mount {
 }
 
 fn pull(work: &Path, store: &Path, kver: &str, layout: &Path) -> Output {
-    Command::new(AGENT)
+    Command::new(agent())
         .arg("pull")
         .arg("--config-dir")
         .arg(work.join("etc"))

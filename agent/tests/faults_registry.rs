@@ -1,8 +1,14 @@
 //! A hostile registry: a small HTTP/1.1 registry written here (loopback
 //! only, one request per connection) serves one image and injects one fault
 //! per case; the real `kmm-day1-agent pull` runs against it. Each case
-//! asserts its outcome (published with the exact tree, or failed with a
-//! message naming the problem and nothing published); the table is printed
+//! asserts its outcome: published with the exact tree (the whole published
+//! tree, file for file and byte for byte, equals the module and firmware
+//! dirs of the image's layers unpacked by GNU tar), or failed with a
+//! message naming the problem, nothing published, and `store/blobs`
+//! holding only what docs/pull.md keeps for the next run's resume: layers
+//! of this image that hash to their digest and `.partial`s that are a
+//! prefix of their layer, never the layer that failed its digest; after a
+//! success `store/blobs` is empty. The table is printed
 //! with `--nocapture` and copied into docs/reliability.md. Every case also
 //! uses HTTP Basic credentials with a known password, and checks that
 //! neither the password nor its base64 appears in the agent's output or in
@@ -13,7 +19,7 @@
 mod hostile_common;
 mod pull_common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -26,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use hostile_common::{base_layer, write_layout, Layer};
-use pull_common::{kernel_tree, Scratch, AGENT};
+use pull_common::{agent, expected_tree, kernel_tree, snapshot, Scratch};
 
 const USER: &str = "puller";
 const PASSWORD: &str = "S3cr3t-p4ssw0rd-kmm";
@@ -58,6 +64,10 @@ struct Image {
     manifest_type: String,
     blobs: HashMap<String, Vec<u8>>,
     big_layer: String,
+    /// What the published tree must hold (without meta.json).
+    expected: BTreeMap<String, Vec<u8>>,
+    /// The layers' digests, in order.
+    layers: Vec<String>,
 }
 
 struct Server {
@@ -407,6 +417,49 @@ fn serve(
     });
 }
 
+/// What `store/blobs/sha256` may hold after a run (docs/pull.md, "what can
+/// go wrong"): nothing after a success (every blob is in the tree); after a
+/// failure only what the next run resumes from: layers of this image whose
+/// bytes hash to their name, `.partial`s that are a prefix of a layer of
+/// this image, and nothing of a layer whose digest did not match.
+fn blob_problems(store: &Path, image: &Image, ok: bool, fault: Fault) -> Vec<String> {
+    let mut bad = Vec::new();
+    let Ok(dir) = fs::read_dir(store.join("blobs/sha256")) else {
+        return bad;
+    };
+    for e in dir {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if ok {
+            bad.push(format!("left in store/blobs after a success: {name}"));
+            continue;
+        }
+        let (hex, partial) = match name.strip_suffix(".partial") {
+            Some(h) => (h, true),
+            None => (name.as_str(), false),
+        };
+        let digest = format!("sha256:{hex}");
+        let bytes = fs::read(e.path()).unwrap();
+        let layer = image
+            .blobs
+            .get(&digest)
+            .filter(|_| image.layers.contains(&digest));
+        let fine = match layer {
+            None => false,
+            Some(_) if fault == Fault::FlippedByte && digest == image.big_layer => false,
+            Some(l) if partial => bytes.len() < l.len() && l.starts_with(&bytes),
+            Some(_) => hostile_common::sha256(&bytes) == hex,
+        };
+        if !fine {
+            bad.push(format!(
+                "left in store/blobs: {name} ({} bytes), not a verified layer or a prefix of one",
+                bytes.len()
+            ));
+        }
+    }
+    bad
+}
+
 fn build_image(dir: &Path, kver: &str, modules: &Path, fault: Fault) -> Image {
     let mut fw = hostile_common::Tar::new();
     // Incompressible, so that the faulty layer is large enough to cut.
@@ -418,7 +471,28 @@ fn build_image(dir: &Path, kver: &str, modules: &Path, fault: Fault) -> Image {
         Layer::gzip(base_layer(kver, modules).finish()),
         Layer::gzip(fw.finish()),
     ];
-    let big_layer = format!("sha256:{}", hostile_common::sha256(&layers[1].data));
+    let layer_digests: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", hostile_common::sha256(&l.data)))
+        .collect();
+    let big_layer = layer_digests[1].clone();
+    // The image as a container would see it: the layers unpacked in order
+    // by GNU tar (no whiteouts in them), independently of the agent.
+    let rootfs = dir.with_file_name("rootfs");
+    fs::create_dir_all(&rootfs).unwrap();
+    for l in &layers {
+        let mut tar = Command::new("tar")
+            .arg("-xzf")
+            .arg("-")
+            .arg("-C")
+            .arg(&rootfs)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        tar.stdin.take().unwrap().write_all(&l.data).unwrap();
+        assert!(tar.wait().unwrap().success(), "tar -x of a layer failed");
+    }
+    let expected = expected_tree(&rootfs, kver);
     let manifest_digest = write_layout(dir, "v1", &layers);
     let mut blobs = HashMap::new();
     for e in fs::read_dir(dir.join("blobs/sha256")).unwrap() {
@@ -467,6 +541,8 @@ fn build_image(dir: &Path, kver: &str, modules: &Path, fault: Fault) -> Image {
         manifest_type,
         blobs,
         big_layer,
+        expected,
+        layers: layer_digests,
     }
 }
 
@@ -717,7 +793,7 @@ fn registry_faults() {
         )
         .unwrap();
         let store = work.join("store");
-        let mut cmd = Command::new(AGENT);
+        let mut cmd = Command::new(agent());
         cmd.arg("pull")
             .arg("--config-dir")
             .arg(&etc)
@@ -763,15 +839,20 @@ fn registry_faults() {
             problems.push(format!("output lacks `{want_msg}`"));
         }
         if published {
-            let noise = tree.join("firmware/acme/noise.bin");
-            if fs::metadata(&noise).map(|m| m.len()).unwrap_or(0) != 400_000
-                || !tree
-                    .join(format!("lib/modules/{kver}/extra/dummy.ko"))
-                    .is_file()
-            {
-                problems.push("published tree is incomplete".into());
+            let mut got = snapshot(&tree);
+            got.remove("meta.json");
+            if got != server.image.expected {
+                let differ: std::collections::BTreeSet<&String> = got
+                    .keys()
+                    .chain(server.image.expected.keys())
+                    .filter(|k| got.get(*k) != server.image.expected.get(*k))
+                    .collect();
+                problems.push(format!(
+                    "published tree differs from the image at {differ:?}"
+                ));
             }
         }
+        problems.extend(blob_problems(&store, &server.image, want_ok, fault));
         if !want_ok {
             let kdir = store.join("drv").join(&kver);
             let left: Vec<_> = fs::read_dir(&kdir)
@@ -785,7 +866,7 @@ fn registry_faults() {
         // of the store.
         let mut status = String::new();
         for json in [false, true] {
-            let mut c = Command::new(AGENT);
+            let mut c = Command::new(agent());
             c.arg("status")
                 .arg("--config-dir")
                 .arg(&etc)

@@ -4,9 +4,12 @@
 //! asserts its outcome (the image rejected with a message naming the
 //! problem, or the entry skipped with a warning naming it) and that nothing
 //! escaped: the rest of the scratch tree (a canary dir with a `shadow` file
-//! that absolute and `..` targets aim at, the config dir) is unchanged, the
-//! store holds no device, FIFO, set-id, sticky or group/world-writable
-//! entry, no symlink leaving it and no hard link to a file outside it.
+//! that absolute and `..` targets aim at, each `..` counted from where its
+//! entry would land so that it reaches the canary; the config dir) is
+//! unchanged; the whole store holds only the paths a store may hold, no
+//! device, FIFO, set-id, sticky or group/world-writable entry, no symlink
+//! whose target (dangling or not) leaves its tree and no hard link to a
+//! file outside it (hostile_common::store_violations).
 //! `cargo test -p kmm-day1-agent --test hostile_layers -- --nocapture`
 //! prints the table (docs/reliability.md).
 
@@ -21,7 +24,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use hostile_common::{
-    base_layer, inventory, store_violations, write_layout, zero_bomb, Layer, Tar, CONFIG,
+    base_layer, inventory, lexical, store_violations, write_layout, zero_bomb, Layer, Tar, CONFIG,
 };
 use pull_common::{kernel_tree, stderr, Node, Scratch};
 
@@ -82,18 +85,33 @@ fn tar(f: impl FnOnce(&mut Tar)) -> Layer {
     Layer::tar(t.finish())
 }
 
+/// How deep the tree being extracted sits below the scratch dir that holds
+/// the canary: `case-N/store/drv/<kver>/.sha256-<hex>.tmp`. Its module dir
+/// (`lib/modules/<kver>`) is 3 deeper, its firmware dir 1. A traversal
+/// climbs exactly this far from where its entry would land, so one that got
+/// through would write into `<scratch>/canary`, which the test inventories;
+/// the test checks these counts against the first published tree.
+const UP_TREE: usize = 5;
+const UP_MODULES: usize = UP_TREE + 3;
+const UP_FIRMWARE: usize = UP_TREE + 1;
+
 /// The cases; `canary` is the absolute dir outside the store they aim at.
 fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
     use Expect::*;
     let m = format!("opt/lib/modules/{kver}");
     let mk = |s: &str| s.replace("{M}", &m).replace("{C}", canary);
-    let up = "../".repeat(12);
+    // From the module dir, from the firmware dir or any other dir at the
+    // tree's top (`usr/`), and from the tree itself (hard-link targets are
+    // archive paths, so relative to the tree's root).
+    let up_mod = "../".repeat(UP_MODULES);
+    let up = "../".repeat(UP_FIRMWARE);
+    let up_tree = "../".repeat(UP_TREE);
     let mut v = vec![
         case(
             "`..` in a selected dir",
             Reject("contains `..`"),
             vec![tar(|t| {
-                t.file(&mk("{M}/../../../../../canary/pwned"), b"PWNED");
+                t.file(&mk(&format!("{{M}}/{up_mod}canary/pwned")), b"PWNED");
             })],
         ),
         case(
@@ -115,7 +133,7 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
             Reject("contains `..`"),
             vec![tar(|t| {
                 let long = format!(
-                    "firmware/{}{up}{}canary/pwned",
+                    "firmware/{}{}{up}canary/pwned",
                     "a/".repeat(60),
                     "../".repeat(60)
                 );
@@ -305,7 +323,7 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
             vec![tar(|t| {
                 t.file(
                     &mk("{M}/modules.dep"),
-                    format!("{up}canary/dummy.ko:\n").as_bytes(),
+                    format!("{up_mod}canary/dummy.ko:\n").as_bytes(),
                 );
             })],
         ),
@@ -313,7 +331,8 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
             "NUL inside a GNU long name",
             Any,
             vec![tar(|t| {
-                t.gnu_long(b'L', b"firmware/a\0/../../../canary/pwned")
+                let long = format!("firmware/a\0/../{up}canary/pwned");
+                t.gnu_long(b'L', long.as_bytes())
                     .file("firmware/y", b"PWNED");
             })],
         ),
@@ -352,6 +371,14 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
                 );
             }
         }),
+        case(
+            "dangling symlink leading out",
+            Skip("symlink resolving outside"),
+            vec![tar(|t| {
+                t.symlink("firmware/gone", &format!("{up}canary/absent"));
+            })],
+        )
+        .check(|tree| assert!(fs::symlink_metadata(tree.join("firmware/gone")).is_err())),
         case(
             "symlink loop",
             Skip("symlink resolving outside"),
@@ -394,7 +421,7 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
             "hard link to the canary by `..`",
             Skip("hard link"),
             vec![tar(|t| {
-                t.hardlink("firmware/h", &format!("{up}canary/shadow"));
+                t.hardlink("firmware/h", &format!("{up_tree}canary/shadow"));
             })],
         ),
         case(
@@ -470,10 +497,13 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
                     .file_mode("firmware/pub/w.bin", 0o666, b"x");
             })],
         )
-        .check(move |tree| {
-            for p in ["firmware/pub", "firmware/pub/w.bin"] {
-                let mode = fs::metadata(tree.join(p)).unwrap().mode();
-                assert_eq!(mode & 0o7022, 0, "{p}: {mode:o}");
+        .check({
+            let ko = format!("lib/modules/{kver}/extra/suid.ko");
+            move |tree| {
+                for p in [ko.as_str(), "firmware/pub", "firmware/pub/w.bin"] {
+                    let mode = fs::metadata(tree.join(p)).unwrap().mode();
+                    assert_eq!(mode & 0o7022, 0, "{p}: {mode:o}");
+                }
             }
         }),
         case(
@@ -582,7 +612,7 @@ fn cases(kver: &str, canary: &str, modules: &Path) -> Vec<Case> {
             "GNU long link name leading out",
             Skip("symlink resolving outside"),
             vec![tar(|t| {
-                t.gnu_long(b'K', format!("{up}{up}canary/shadow").as_bytes())
+                t.gnu_long(b'K', format!("{up}canary/shadow").as_bytes())
                     .symlink("firmware/lk", "x");
             })],
         ),
@@ -671,6 +701,7 @@ fn hostile_layers_never_escape() {
         .filter(|n| n.to_string_lossy().contains("pwned"))
         .collect();
     let all = cases(&kver, &canary, &modules);
+    let mut aims_checked = false;
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (i, c) in all.into_iter().enumerate() {
@@ -761,6 +792,24 @@ fn hostile_layers_never_escape() {
             }
             Expect::Ok | Expect::Any => {}
         }
+        if published && !aims_checked {
+            // The traversals' counts still land in the canary from the
+            // tree's dirs (the temp tree is the published one's sibling).
+            let real = fs::canonicalize(&tree).unwrap();
+            for (base, n) in [
+                (real.join(format!("lib/modules/{kver}")), UP_MODULES),
+                (real.join("firmware"), UP_FIRMWARE),
+                (real.clone(), UP_TREE),
+            ] {
+                let aim = lexical(&base.join("../".repeat(n)).join("canary"));
+                assert_eq!(
+                    aim,
+                    fs::canonicalize(&canary_dir).unwrap(),
+                    "{n} up from {base:?}"
+                );
+            }
+            aims_checked = true;
+        }
         if published {
             if !tree
                 .join(format!("lib/modules/{kver}/extra/dummy.ko"))
@@ -812,5 +861,9 @@ fn hostile_layers_never_escape() {
         failures.len()
     );
     assert!(rows.len() >= 30);
+    assert!(
+        aims_checked,
+        "no case published a tree to check the traversals' aim"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -327,7 +327,7 @@ fn bench_pull_vs_skopeo() {
         return;
     };
     assert!(kmm_day1_tests::require_tool("time") || Path::new("/usr/bin/time").exists());
-    let agent = std::env::var("KMM_DAY1_AGENT_X86_64").unwrap_or_else(|_| AGENT.to_string());
+    let agent = std::env::var("KMM_DAY1_AGENT_X86_64").unwrap_or_else(|_| agent().to_string());
     let reg = Registry::start(Setup::default()).unwrap();
     for mib in [20u64, 200] {
         let work = Scratch::new("bench");

@@ -22,7 +22,7 @@ vrf = ["debug=1"]
 "#;
 
 fn status(node: &Node, kver: &str, sys: &Path, json: bool) -> Output {
-    let mut cmd = Command::new(AGENT);
+    let mut cmd = Command::new(agent());
     cmd.arg("status")
         .arg("--config-dir")
         .arg(&node.config_dir)

@@ -13,7 +13,7 @@ mod verify_common;
 use pull_common::*;
 
 fn verify(layout: Option<&Path>, image: &str, args: &[&str]) -> (i32, String) {
-    let mut cmd = Command::new(AGENT);
+    let mut cmd = Command::new(agent());
     cmd.arg("verify").arg("--image").arg(image).args(args);
     if let Some(l) = layout {
         cmd.arg("--oci-layout").arg(l);

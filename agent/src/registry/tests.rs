@@ -792,7 +792,9 @@ fn https_through_a_connect_proxy() {
         .push(&test_image("proxy"), "drv:1", Format::Oci)
         .unwrap();
     // `registry.test` only exists inside the proxy: the agent must not
-    // resolve the registry's name itself when a proxy is configured.
+    // resolve the registry's name itself when a proxy is configured. Unit
+    // tests resolve through crate::http::test_net, which knows no
+    // `registry.test` until the direct case below adds it: no DNS query.
     let tunnels: Arc<Mutex<Vec<String>>> = Arc::default();
     let (t2, reg_port) = (tunnels.clone(), reg.port);
     let proxy = Loopback::start(move |mut conn| {
@@ -833,22 +835,33 @@ fn https_through_a_connect_proxy() {
         "{seen:?}"
     );
 
-    // NO_PROXY for the host: a direct connection, where `registry.test`
-    // does not resolve: a network error that names it.
-    let mut opts = options(dir.path(), 2);
-    opts.certs_dirs = vec![dir.path().join("certs.d")];
-    let mut c = Registry::new(opts).unwrap();
-    c.set_proxy(Proxy::new(
-        None,
-        Some(&format!("127.0.0.1:{}", proxy.port)),
-        Some(".test"),
-    ));
-    let e = c.resolve(&image_ref(&format!("{host}/drv:1"))).unwrap_err();
+    // NO_PROXY for the host: a direct connection. While `registry.test`
+    // does not resolve, a network error that names it; once the test's
+    // host table maps it to 127.0.0.1, the registry itself, with no tunnel.
+    let direct = || {
+        let mut opts = options(dir.path(), 2);
+        opts.certs_dirs = vec![dir.path().join("certs.d")];
+        let mut c = Registry::new(opts).unwrap();
+        c.set_proxy(Proxy::new(
+            None,
+            Some(&format!("127.0.0.1:{}", proxy.port)),
+            Some(".test"),
+        ));
+        c
+    };
+    let e = direct()
+        .resolve(&image_ref(&format!("{host}/drv:1")))
+        .unwrap_err();
     assert!(
         matches!(registry_error(&e), RegistryError::Network { .. }),
         "{e:#}"
     );
     assert!(format!("{e:#}").contains("registry.test"), "{e:#}");
+    crate::http::test_net::add_host("registry.test", std::net::Ipv4Addr::LOCALHOST.into());
+    let mut c = direct();
+    let img = c.resolve(&image_ref(&format!("{host}/drv:1"))).unwrap();
+    assert_eq!(img.digest, pushed);
+    check_blobs(&mut c, &img);
     assert_eq!(tunnels.lock().unwrap().len(), seen.len());
 }
 

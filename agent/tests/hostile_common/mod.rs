@@ -336,9 +336,74 @@ pub fn inventory(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
-/// What a published store may hold: regular files without set-id or sticky
-/// bits whose hard links all stay in the store, directories, and symlinks
-/// that resolve inside the tree they are in. Returns the violations.
+/// `p` with `.` and `..` folded away without touching the filesystem
+/// (`..` at the root stays at the root, as the kernel does).
+pub fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The tree (`<kdir>/sha256-<hex>` or its `.sha256-<hex>.tmp`) that `p`
+/// lies in, if any: store/<name>/<kver>/<tree>/…
+fn tree_of(store: &Path, p: &Path) -> Option<PathBuf> {
+    let rel = p.strip_prefix(store).ok()?;
+    let c: Vec<_> = rel.components().collect();
+    let name = c.get(2)?.as_os_str().to_string_lossy();
+    (c.len() > 3 && (name.starts_with("sha256-") || name.starts_with(".sha256-")))
+        .then(|| store.join(c[0]).join(c[1]).join(c[2]))
+}
+
+/// What a store may hold after a pull, by path: the lock, blobs, each
+/// config's pull/replace state, and per kernel `current` (+ `.tmp`) and
+/// trees whose content sits under `lib/modules/<kver>/` or `firmware/` next
+/// to `meta.json`. Anything else (a `pwned` dropped by a traversal into the
+/// kernel dir, say) is reported by [`store_violations`].
+fn allowed_in_store(store: &Path, p: &Path, is_dir: bool) -> bool {
+    let Ok(rel) = p.strip_prefix(store) else {
+        return false;
+    };
+    let c: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let c: Vec<&str> = c.iter().map(String::as_str).collect();
+    match c.as_slice() {
+        [".lock"] | ["blobs"] | ["blobs", "sha256"] | ["blobs", "sha256", _] => true,
+        // A config's dir and its kernel dirs: dirs, never files.
+        [_name] => is_dir,
+        [_name, "pull.json" | "replace.json" | "state.json"] => !is_dir,
+        [_name, f] if f.starts_with('.') && f.ends_with(".tmp") => !is_dir,
+        [_name, _kver] => is_dir,
+        [_name, _kver, "current" | "current.tmp"] => true,
+        [_name, kver, tree, rest @ ..]
+            if tree.starts_with("sha256-") || tree.starts_with(".sha256-") =>
+        {
+            match rest {
+                [] | ["meta.json"] | ["lib"] | ["lib", "modules"] | ["firmware", ..] => true,
+                ["lib", "modules", k, ..] => k == kver,
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// What a published store may hold: only the paths of
+/// [`allowed_in_store`]; regular files and dirs without set-id, sticky or
+/// group/world-write bits whose hard links all stay in the store; no
+/// device, FIFO or socket; symlinks that are relative and whose target,
+/// dangling or not, stays inside the tree they are in (the store for
+/// `current`). The whole store is walked. Returns the violations.
 pub fn store_violations(store: &Path) -> Vec<String> {
     let mut bad = Vec::new();
     let mut links: HashMap<u64, (u64, u64)> = HashMap::new();
@@ -347,10 +412,13 @@ pub fn store_violations(store: &Path) -> Vec<String> {
     for p in inv.keys() {
         let m = fs::symlink_metadata(p).unwrap();
         let ft = m.file_type();
+        if !allowed_in_store(store, p, ft.is_dir()) {
+            bad.push(format!("unexpected in the store: {}", p.display()));
+        }
         if ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket() {
             bad.push(format!("special file {}", p.display()));
         }
-        if !ft.is_symlink() && m.mode() & 0o7000 != 0 {
+        if !ft.is_symlink() && m.mode() & 0o7022 != 0 {
             bad.push(format!("mode {:o} on {}", m.mode(), p.display()));
         }
         if ft.is_file() && m.nlink() > 1 {
@@ -358,14 +426,27 @@ pub fn store_violations(store: &Path) -> Vec<String> {
             e.1 += 1;
         }
         if ft.is_symlink() {
-            // Must resolve (if it resolves at all) inside the store.
+            let target = fs::read_link(p).unwrap();
+            if target.is_absolute() {
+                bad.push(format!("absolute symlink {}", p.display()));
+            }
+            let root = tree_of(store, p).unwrap_or_else(|| store.to_path_buf());
+            // Lexically, so that a dangling link is judged too.
+            let lex = lexical(&p.parent().unwrap().join(&target));
+            if !lex.starts_with(&root) {
+                bad.push(format!(
+                    "{} -> {} leaves {}",
+                    p.display(),
+                    target.display(),
+                    root.display()
+                ));
+            }
+            // And through the links it meets, where it resolves at all.
             if let Ok(real) = fs::canonicalize(p) {
-                if !real.starts_with(&store_real) {
+                let root_real = fs::canonicalize(&root).unwrap_or_else(|_| store_real.clone());
+                if !real.starts_with(&root_real) {
                     bad.push(format!("{} resolves to {}", p.display(), real.display()));
                 }
-            }
-            if fs::read_link(p).unwrap().is_absolute() {
-                bad.push(format!("absolute symlink {}", p.display()));
             }
         }
     }

@@ -14,7 +14,27 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use kmm_day1_tests::{full_suite, require_tool};
 
-pub const AGENT: &str = env!("CARGO_BIN_EXE_kmm-day1-agent");
+/// The agent the black-box suites run: `KMM_DAY1_AGENT_UNDER_TEST` when
+/// set (`make unit` points it at the static release agent, the binary that
+/// ships), else the debug build cargo made for these tests. A variable
+/// naming no executable file fails the test rather than falling back.
+pub fn agent() -> &'static str {
+    static AGENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| match std::env::var("KMM_DAY1_AGENT_UNDER_TEST") {
+        Ok(p) if !p.is_empty() => {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).map(|m| m.is_file().then_some(m.permissions().mode()));
+            assert!(
+                matches!(mode, Ok(Some(m)) if m & 0o111 != 0),
+                "KMM_DAY1_AGENT_UNDER_TEST={p} is not an executable file: build it \
+                 (make agents) or unset the variable to test the debug build"
+            );
+            eprintln!("agent under test: {p}");
+            p
+        }
+        _ => env!("CARGO_BIN_EXE_kmm-day1-agent").to_string(),
+    })
+}
 
 /// Debian's module tree: (release, lib/modules/<release> dir).
 pub fn kernel_tree() -> Option<(String, PathBuf)> {
@@ -225,7 +245,7 @@ impl Node {
 
     /// `pull` with the node's dirs, without `--no-reboot`.
     pub fn command(&self, kver: &str, notify: Option<&Path>) -> Command {
-        let mut cmd = Command::new(AGENT);
+        let mut cmd = Command::new(agent());
         cmd.arg("pull")
             .arg("--config-dir")
             .arg(&self.config_dir)

@@ -45,7 +45,12 @@ kmt_eq "dummy is still the out-of-tree build" kmm-day1-test "$(kmt_read /sys/mod
 # serial log).
 kmt_run "status exits 0 on a swapped node" $A status
 kmt_match "status says the config is loaded and up to date" 'kmmtest: loaded \(ok\)' "$KMT_OUT"
-kmt_match "status shows the running srcversion from sysfs" 'running [0-9A-F]+ \(sysfs\)' "$KMT_OUT"
+kmt_eq "srcversions of the image's .ko files to compare with" 4 "$(wc -l </opt/kmmtest/expect/srcversions)"
+while read -r m sv; do
+    kmt_eq "the kernel runs the image's $m.ko (srcversion in sysfs)" "$sv" "$(kmt_read /sys/module/$m/srcversion)"
+    kmt_match "status shows $m's image and running srcversion, both the .ko's" \
+        "module: +$m image srcversion $sv, running $sv \(sysfs\)" "$KMT_OUT"
+done </opt/kmmtest/expect/srcversions
 kmt_run "status --json exits 0" $A status --json
 printf '%s' "$KMT_OUT" >/tmp/status.json
 kmt_eq "status --json: state" loaded "$(kmt_json /tmp/status.json state)"
