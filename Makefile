@@ -8,6 +8,8 @@ ARM := aarch64-unknown-linux-musl
 AGENT_X86 := $(CURDIR)/target/$(X86)/release/kmm-day1-agent
 AGENT_ARM := $(CURDIR)/target/$(ARM)/release/kmm-day1-agent
 GENERATOR := $(CURDIR)/target/release/kmm-day1
+# The agent for this machine's architecture.
+AGENT_HOST := $(CURDIR)/target/$(shell uname -m)-unknown-linux-musl/release/kmm-day1-agent
 
 # The generator's build script embeds the agents named here (generator/build.rs);
 # the integration tests run these same binaries.
@@ -45,8 +47,10 @@ lint: agents
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
+# The black-box suites (hostile layers, crash, registry faults, …) run the
+# static release agent that ships, not the debug build (docs/reliability.md).
 unit: agents
-	KMM_DAY1_FULL=1 $(CARGO) test --workspace --locked --no-fail-fast
+	KMM_DAY1_FULL=1 KMM_DAY1_AGENT_UNDER_TEST=$(AGENT_HOST) $(CARGO) test --workspace --locked --no-fail-fast
 
 vm: generator
 	KMM_DAY1_FULL=1 KMM_DAY1_GENERATOR=$(GENERATOR) bash tests/vm/run
@@ -81,7 +85,6 @@ docs:
 PREFIX ?= /usr/local
 MANUALS := $(CURDIR)/target/manuals
 DOCGEN := $(CURDIR)/target/release/kmm-day1-docgen
-AGENT_HOST := $(CURDIR)/target/$(shell uname -m)-unknown-linux-musl/release/kmm-day1-agent
 install: generator
 	$(CARGO) build --release --locked -p kmm-day1-docgen
 	rm -rf $(MANUALS)
