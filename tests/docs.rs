@@ -186,8 +186,9 @@ fn the_book_builds() {
 // ---- troubleshooting coverage ----
 
 /// Macros and methods whose first argument is a message a user may read.
-const TRIGGERS: [&str; 9] = [
+const TRIGGERS: [&str; 10] = [
     "bail!(",
+    "defect!(",
     "anyhow!(",
     "ensure!(",
     ".context(",

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use kmm_day1_config::{module_name_eq, AfterPull, NodeConfig};
 
 use crate::blobs::{self, ImageSource, OciLayout};
-use crate::extract::{Caps, Extractor, Filter, Summary};
+use crate::extract::{defect, Caps, Extractor, Filter, Summary};
 use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
 use crate::state::{self, PullResult, PullState, Tenths, TreeMeta};
 use crate::store::Store;
@@ -40,6 +40,8 @@ struct Outcome {
     /// A new tree became `current` (so `after_pull` applies).
     fresh: bool,
     message: String,
+    /// The failure is the image's own (`extract::ImageDefect`).
+    defect: bool,
     image: Option<String>,
     digest: Option<String>,
     source: Option<String>,
@@ -53,6 +55,7 @@ impl Outcome {
             result,
             fresh: false,
             message,
+            defect: false,
             image: None,
             digest: None,
             source: None,
@@ -105,6 +108,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
             Err(e) => Outcome {
                 // Journal lines and status name the image even on failure.
                 image: cfg.resolve(name, &kver).ok().flatten().map(|r| r.reference),
+                defect: crate::extract::is_defect(&e),
                 ..Outcome::simple(
                     PullResult::Failed,
                     format!("pull for kernel {kver} failed: {e:#}"),
@@ -150,6 +154,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         st.finished = state::now_rfc3339();
         st.duration_ms = t_config.elapsed().as_millis() as u64;
         st.reboot_guard = false;
+        st.image_defect = outcome.defect;
         // Counters of kernels that are gone would grow the file forever.
         st.reboots.retain(|k, _| *k == kver);
         state::save(&path, &st)?;
@@ -378,7 +383,7 @@ fn pull_one(
 
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     if total > cfg.limits.max_download_bytes {
-        bail!(
+        defect!(
             "{} has {total} bytes of layers, more than limits.max_download_bytes ({})",
             resolved.reference,
             cfg.limits.max_download_bytes
@@ -610,15 +615,18 @@ fn check_tree(
                 kernels_seen.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         };
-        bail!("{reference} has no module tree for kernel {kver} ({where_}); it has {has}");
+        defect!("{reference} has no module tree for kernel {kver} ({where_}); it has {has}");
     }
     let dep_path = mdir.join("modules.dep");
-    let deps = fs::read_to_string(&dep_path).with_context(|| {
-        format!(
+    let deps = match fs::read_to_string(&dep_path) {
+        Ok(d) => d,
+        // Absent from the image: its own fault, said without the errno.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => defect!(
             "{reference} has no {where_}/modules.dep: build the image with `depmod -b {} {kver}`",
             cfg.module_root
-        )
-    })?;
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dep_path.display())),
+    };
     let entries = parse_modules_dep(&deps);
     for m in &cfg.modules {
         let Some((path, needs)) = entries
@@ -630,7 +638,7 @@ fn check_tree(
                 .map(|(p, _)| module_name(p))
                 .take(20)
                 .collect();
-            bail!(
+            defect!(
                 "{reference}: module `{m}` is not in {where_}/modules.dep (it lists: {})",
                 if listed.is_empty() {
                     "nothing".to_string()
@@ -645,23 +653,30 @@ fn check_tree(
             .iter()
             .find(|f| f.starts_with('/') || f.split('/').any(|c| c == ".."))
         {
-            bail!(
+            defect!(
                 "{reference}: {where_}/modules.dep names `{bad}`, outside the module tree: rebuild it with `depmod -b`"
             );
         }
         for file in files {
             let f = mdir.join(file);
             if !f.is_file() {
-                bail!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
+                defect!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
             }
-            let info = modinfo::read(&f).map_err(anyhow::Error::from)?;
+            let info = match modinfo::read(&f) {
+                Ok(i) => i,
+                Err(
+                    e @ (modinfo::ModinfoError::Format { .. }
+                    | modinfo::ModinfoError::Decompress { .. }),
+                ) => defect!("{reference}: {e}"),
+                Err(e) => return Err(e.into()),
+            };
             match info.vermagic_release() {
                 Some(v) if v == kver => {}
-                Some(v) => bail!(
+                Some(v) => defect!(
                     "{reference}: {where_}/{file} was built for kernel {v}, not {kver} (vermagic `{}`)",
                     info.vermagic.as_deref().unwrap_or_default().trim()
                 ),
-                None => bail!("{reference}: {where_}/{file} has no vermagic: not a loadable module"),
+                None => defect!("{reference}: {where_}/{file} has no vermagic: not a loadable module"),
             }
         }
     }

@@ -70,6 +70,10 @@ pub struct PullState {
     /// The last run wanted a reboot and the guard refused it: `status`
     /// reports the config as blocked until pull.json is removed.
     pub reboot_guard: bool,
+    /// The last run failed on a fault of the image itself (its layers or
+    /// module tree, `extract::ImageDefect`): retrying the same image cannot
+    /// help, so `status` says to fix the image.
+    pub image_defect: bool,
 }
 
 /// How the last `replace` of one config ended. Written by `replace`.
@@ -212,6 +216,7 @@ impl FromJson for PullState {
             duration_ms: o.u64("duration_ms")?,
             reboots: o.counters("reboots")?,
             reboot_guard: o.bool("reboot_guard")?,
+            image_defect: o.bool("image_defect")?,
         })
     }
 }

@@ -197,6 +197,11 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
     })
 }
 
+/// The next action after a pull that failed on the image itself: the
+/// same image fails the same way, so "retry" would be false advice.
+const NEXT_FIX_IMAGE: &str = "fix the image (see last pull): pulling it again fails the same way; the next pull (at network-online, or now: `systemctl restart kmm-day1-pull`) fetches the fixed one";
+const NEXT_FIX_IMAGE_LOADED: &str = "fix the image (see last pull): pulling it again fails the same way; the loaded tree stays until a fixed one is pulled";
+
 struct Env<'a> {
     store: &'a Store,
     kver: &'a str,
@@ -266,6 +271,7 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
     let pull_here = pull.as_ref().filter(|p| p.kernel == kver);
     let pull_failed = pull_here.is_some_and(|p| p.result == PullResult::Failed);
     let guard = pull_here.is_some_and(|p| p.reboot_guard);
+    let defect = pull_failed && pull_here.is_some_and(|p| p.image_defect);
 
     let resolved = match cfg.resolve(name, kver) {
         Ok(r) => r,
@@ -302,6 +308,8 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
             st.health = Health::Failed;
             st.next_action = if guard {
                 guard_action()
+            } else if defect {
+                NEXT_FIX_IMAGE.to_string()
             } else {
                 "retry pull at next network-online (or now: `systemctl restart kmm-day1-pull`); see last pull".to_string()
             };
@@ -334,7 +342,11 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         st.state = State::Loaded;
         if pull_failed {
             st.health = Health::Degraded;
-            st.next_action = "retry pull at next network-online: the last pull failed, the loaded tree stays (see last pull)".to_string();
+            st.next_action = if defect {
+                NEXT_FIX_IMAGE_LOADED.to_string()
+            } else {
+                "retry pull at next network-online: the last pull failed, the loaded tree stays (see last pull)".to_string()
+            };
         } else {
             st.health = Health::Ok;
             st.next_action = "none: up to date".to_string();

@@ -264,6 +264,38 @@ fn failed_pull_guard_and_no_mapping() {
         "{text}"
     );
 
+    // Faults of the image itself cannot heal by retrying: a module the
+    // image lacks, no tree for this kernel. The pulled image is the same.
+    for (tag, toml, kernel) in [
+        ("missing", "modules = [\"sfc\"]\n", kver.clone()),
+        (
+            "otherkernel",
+            "modules = [\"vrf\"]\n",
+            "6.1.0-99-amd64".to_string(),
+        ),
+    ] {
+        let node = Node::new(
+            &work.0.join(tag),
+            &format!("image = \"registry.test/acme/drv:v1\"\n{toml}"),
+        );
+        let out = node.pull(&kernel, &layout, None);
+        assert!(!out.status.success(), "{tag}");
+        let pulled: serde_json::Value =
+            serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
+        assert_eq!(pulled["image_defect"], true, "{tag}");
+        let (code, v, text) = both(&node, &kernel, &sys);
+        assert_eq!(code, 2, "{text}");
+        let c = &v["configs"][0];
+        assert_eq!(c["state"], "failed", "{text}");
+        let next = c["next_action"].as_str().unwrap();
+        assert!(
+            next.starts_with("fix the image (see last pull)"),
+            "{tag}: {text}"
+        );
+        assert!(!next.contains("retry"), "{tag}: {text}");
+        assert!(text.contains("  next:     fix the image"), "{text}");
+    }
+
     // The reboot guard: one reboot already counted for this kernel, the
     // limit is one, and a new tree arrives. `systemctl` is a stub that
     // records a call: the guard must stop before it.
