@@ -131,14 +131,16 @@ dependencies and parameters; on any failure, put the in-tree modules back.
 Usage: kmm-day1-agent replace [OPTIONS]
 
 Options:
-      --dry-run              Print the plan; change nothing (no root needed)
+      --dry-run              Print the plan; change nothing (no root needed). Exit code as
+                             `status`'s (at least 1 when a plan cannot be made)
       --json                 Print the plan as JSON (with --dry-run)
       --modules-root DIR     Plan from DIR/<kernel>/modules.dep instead of the store
 ";
 
 pub const STATUS_HELP: &str = "\
 Show, per config, the image and digest, the store state, the loaded modules, the last
-pull and replace results, and the next action. Exit code: 0 ok, 1 degraded, 2 failed.
+pull and replace results, and the next action. Exit code: 0 ok, 1 degraded, 2 failed,
+3 no config at all (nothing set up on this node).
 
 Usage: kmm-day1-agent status [OPTIONS]
 

@@ -54,13 +54,18 @@ impl State {
     }
 }
 
-/// Exit code 0, 1 or 2 (docs/status.md has the table).
+/// Exit code 0, 1, 2 or 3 (docs/status.md has the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
     Ok = 0,
     Degraded = 1,
     Failed = 2,
+    /// No config at all (the node's only possible top-level value, never a
+    /// config's): the MachineConfig never reached this node, or the wrong
+    /// `--config-dir`. Not "ok": a monitoring check must not call a node
+    /// healthy that was never set up. 3 is Nagios's UNKNOWN.
+    Unconfigured = 3,
 }
 
 impl Health {
@@ -69,6 +74,7 @@ impl Health {
             Health::Ok => "ok",
             Health::Degraded => "degraded",
             Health::Failed => "failed",
+            Health::Unconfigured => "unconfigured",
         }
     }
 }
@@ -83,6 +89,9 @@ pub struct Report {
     pub health: Health,
     pub exit_code: u8,
     pub configs: Vec<ConfigStatus>,
+    /// Where the configs were read from (for the text's messages).
+    #[serde(skip)]
+    pub config_dir: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +186,7 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         .ok()
         .map(|s| s.trim().to_string());
     let env = Env {
+        config_dir: &opts.common.config_dir,
         store: &store,
         kver: &kver,
         sys_modules: Some(sys.join("module")).filter(|p| p.is_dir()),
@@ -186,7 +196,11 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         .iter()
         .map(|(name, cfg)| config_status(&env, name, cfg))
         .collect();
-    let health = configs.iter().map(|c| c.health).max().unwrap_or(Health::Ok);
+    let health = configs
+        .iter()
+        .map(|c| c.health)
+        .max()
+        .unwrap_or(Health::Unconfigured);
     Ok(Report {
         version: JSON_VERSION,
         kernel: kver,
@@ -194,6 +208,7 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         health,
         exit_code: health as u8,
         configs,
+        config_dir: opts.common.config_dir.clone(),
     })
 }
 
@@ -203,6 +218,7 @@ const NEXT_FIX_IMAGE: &str = "fix the image (see last pull): pulling it again fa
 const NEXT_FIX_IMAGE_LOADED: &str = "fix the image (see last pull): pulling it again fails the same way; the loaded tree stays until a fixed one is pulled";
 
 struct Env<'a> {
+    config_dir: &'a Path,
     store: &'a Store,
     kver: &'a str,
     /// `/sys/module`, when this system has one.
@@ -278,7 +294,8 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         Err(e) => {
             st.error = Some(format!("{e}"));
             st.next_action = format!(
-                "blocked: the config cannot be resolved for kernel {kver}: fix /etc/kmm-day1/{name}.toml"
+                "blocked: the config cannot be resolved for kernel {kver}: fix {}",
+                env.config_dir.join(format!("{name}.toml")).display()
             );
             return st;
         }
@@ -476,7 +493,11 @@ pub fn render(r: &Report) -> String {
         r.exit_code
     );
     if r.configs.is_empty() {
-        let _ = writeln!(s, "no configs: nothing to do");
+        let _ = writeln!(
+            s,
+            "no configs in {}: nothing is set up on this node (is the MachineConfig applied to its pool?)",
+            r.config_dir.display()
+        );
     }
     for c in &r.configs {
         let _ = writeln!(

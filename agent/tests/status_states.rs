@@ -465,3 +465,121 @@ fn json_shape_is_pinned() {
         );
     }
 }
+
+/// A node without any config is not healthy: the MachineConfig never
+/// reached it (or `--config-dir` is wrong). Its own state and exit code 3.
+#[test]
+fn no_configs_is_unconfigured_not_ok() {
+    let work = Scratch::new("noconfig");
+    let node = Node {
+        config_dir: work.0.join("does-not-exist"),
+        store: work.0.join("store"),
+    };
+    let sys = work.0.join("sys");
+    let (code, v, text) = both(&node, "6.1.0-1-amd64", &sys);
+    assert_eq!(code, 3, "{text}");
+    assert_eq!(v["health"], "unconfigured");
+    assert_eq!(v["configs"].as_array().unwrap().len(), 0);
+    assert!(
+        text.starts_with("kernel 6.1.0-1-amd64: unconfigured (exit 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("no configs in {}", node.config_dir.display())),
+        "{text}"
+    );
+    // An empty config dir is the same.
+    fs::create_dir_all(&node.config_dir).unwrap();
+    let (code, _, _) = both(&node, "6.1.0-1-amd64", &sys);
+    assert_eq!(code, 3);
+}
+
+/// `replace --dry-run` reports `status`'s state, health and exit code for
+/// each config, in every state a real pull leaves behind. Both read the
+/// real /sys here (the dry run has no --sys-root).
+#[test]
+fn dry_run_and_status_agree() {
+    let Some((work, kver, _debian, layout)) = setup("agree") else {
+        return;
+    };
+    let check = |node: &Node, kernel: &str, want_state: Option<&str>, want_code: i32| {
+        let dirs = |cmd: &mut Command| {
+            cmd.arg("--config-dir")
+                .arg(&node.config_dir)
+                .arg("--store")
+                .arg(&node.store)
+                .arg("--kernel-release")
+                .arg(kernel)
+                .env_remove("JOURNAL_STREAM");
+        };
+        let mut st = Command::new(AGENT);
+        st.args(["status", "--json"]);
+        dirs(&mut st);
+        let st = st.output().unwrap();
+        let mut dry = Command::new(AGENT);
+        dry.args(["replace", "--dry-run", "--json"]);
+        dirs(&mut dry);
+        let dry = dry.output().unwrap();
+        let (sv, dv): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_slice(&st.stdout).unwrap(),
+            serde_json::from_slice(&dry.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&dry))),
+        );
+        let what = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&st.stdout),
+            String::from_utf8_lossy(&dry.stdout)
+        );
+        assert_eq!(st.status.code(), Some(want_code), "status: {what}");
+        assert_eq!(dry.status.code(), Some(want_code), "dry run: {what}");
+        assert_eq!(dv["exit_code"], want_code, "{what}");
+        assert_eq!(dv["health"], sv["health"], "{what}");
+        if let Some(state) = want_state {
+            assert_eq!(sv["configs"][0]["state"], state, "{what}");
+            assert_eq!(dv["configs"][0]["state"], state, "{what}");
+            assert_eq!(
+                dv["configs"][0]["health"], sv["configs"][0]["health"],
+                "{what}"
+            );
+        }
+        // The text says the same.
+        let mut t = Command::new(AGENT);
+        t.args(["replace", "--dry-run"]);
+        dirs(&mut t);
+        let t = t.output().unwrap();
+        let text = String::from_utf8_lossy(&t.stdout);
+        assert_eq!(t.status.code(), Some(want_code), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "kernel {kernel}: {} (exit {want_code})",
+                sv["health"].as_str().unwrap()
+            )),
+            "{text}"
+        );
+        if let Some(state) = want_state {
+            assert!(text.contains(&format!("drv: {state} (")), "{text}");
+        }
+    };
+    // No config at all.
+    let none = Node {
+        config_dir: work.0.join("none"),
+        store: work.0.join("none-store"),
+    };
+    check(&none, &kver, None, 3);
+    // Nothing pulled yet.
+    let node = Node::new(&work.0.join("a"), CFG);
+    check(&node, &kver, Some("pending"), 1);
+    // A pull that failed on the image: no tree for this kernel.
+    let other = "6.1.0-99-amd64";
+    assert!(!node.pull(other, &layout, None).status.success());
+    check(&node, other, Some("failed"), 2);
+    // Pulled, not loaded (this machine does not run Debian's vrf build).
+    let out = node.pull(&kver, &layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(&node, &kver, Some("pulled"), 1);
+    // No mapping for this kernel.
+    let node = Node::new(
+        &work.0.join("c"),
+        "modules = [\"vrf\"]\n[[kernel_mappings]]\nliteral = \"5.14.0-1.el9.x86_64\"\nimage = \"registry.test/a:1\"\n",
+    );
+    check(&node, &kver, Some("no-mapping"), 0);
+}
