@@ -74,6 +74,9 @@ pub struct VerifyOpts {
     pub firmware_dir: Option<String>,
     /// Plain HTTP to the image's registry.
     pub insecure: bool,
+    /// Retry budget against the registry, seconds (`--retry-for`; default
+    /// `verify::RETRY_FOR_SECS`).
+    pub retry_for: Option<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -166,6 +169,8 @@ Options:
       --module-root DIR      Where the image keeps lib/modules [default: /opt]
       --firmware-dir DIR     The image's firmware dir [default: /firmware]
       --insecure             Plain HTTP to the image's registry
+      --retry-for SECS       Retry an unreachable or failing registry for up to SECS seconds
+                             [default: 20; a node's pull retries for 14 minutes]
   -h, --help                 Print help
 ";
 
@@ -242,6 +247,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 verify.firmware_dir = Some(parser.value()?.string()?);
             }
             Long("insecure") if sub == "verify" => verify.insecure = true,
+            Long("retry-for") if sub == "verify" => {
+                let v = parser.value()?.string()?;
+                verify.retry_for = Some(v.parse().map_err(|_| {
+                    anyhow::anyhow!("--retry-for `{v}`: expected a number of seconds (e.g. 60)")
+                })?);
+            }
             Long("sys-root") if sub == "status" => sys_root = Some(parser.value()?.into()),
             Long("oci-layout") if sub == "pull" || sub == "verify" => {
                 oci_layout = Some(PathBuf::from(parser.value()?));

@@ -169,7 +169,7 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
         Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),
         None => {
-            let mut ro = registry_options(cfg);
+            let mut ro = registry_options(cfg, opts.retry_for.unwrap_or(RETRY_FOR_SECS));
             ro.insecure = insecure;
             ro.insecure_skip_tls_verify = skip_verify;
             Box::new(Registry::new(ro)?)
@@ -234,8 +234,16 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     Ok(())
 }
 
-fn registry_options(cfg: &NodeConfig) -> RegistryOptions {
-    let mut opts = RegistryOptions::node_defaults(cfg, Instant::now() + Duration::from_secs(600));
+/// `verify`'s default retry budget: an interactive or CI command should
+/// fail in seconds on an unreachable registry, not spend the node's 15
+/// minutes (a node must ride out DNS and network that come up late; a
+/// workstation has no such excuse). `--retry-for SECS` gives more.
+pub const RETRY_FOR_SECS: u64 = 20;
+
+fn registry_options(cfg: &NodeConfig, retry_for: u64) -> RegistryOptions {
+    let mut opts =
+        RegistryOptions::node_defaults(cfg, Instant::now() + Duration::from_secs(retry_for));
+    opts.budget_spent = format!("verify retries for {retry_for} s; `--retry-for SECS` allows more");
     // A workstation's own logins (podman, docker), after the config's.
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
         opts.auth_files
