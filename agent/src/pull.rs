@@ -109,10 +109,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
                 // Journal lines and status name the image even on failure.
                 image: cfg.resolve(name, &kver).ok().flatten().map(|r| r.reference),
                 defect: crate::extract::is_defect(&e),
-                ..Outcome::simple(
-                    PullResult::Failed,
-                    format!("pull for kernel {kver} failed: {e:#}"),
-                )
+                ..Outcome::simple(PullResult::Failed, format!("{e:#}"))
             },
         };
         // Up to date and no-mapping stay quiet: the summary line says it.
@@ -137,7 +134,15 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
                     ("KMM_DAY1_RESULT", outcome.result.as_str()),
                     ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
                 ],
-                format_args!("{name}: {}", outcome.message),
+                format_args!(
+                    "{name}: {}{}",
+                    if outcome.result == PullResult::Failed {
+                        "pull failed: "
+                    } else {
+                        ""
+                    },
+                    outcome.message
+                ),
             );
         }
         let path = store.pull_state_path(name);
@@ -158,7 +163,13 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         // Counters of kernels that are gone would grow the file forever.
         st.reboots.retain(|k, _| *k == kver);
         state::save(&path, &st)?;
-        summaries.push(format!("{name}: {}", outcome.message));
+        // A failure's error is on its own line just above: the summary
+        // names it and does not repeat it.
+        summaries.push(if outcome.result == PullResult::Failed {
+            format!("{name}: failed (the error is on the line above)")
+        } else {
+            format!("{name}: {}", outcome.message)
+        });
         last_fields = [
             name.clone(),
             outcome.image.clone().unwrap_or_default(),
@@ -197,7 +208,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
                     ],
                     format_args!("{e:#}"),
                 );
-                summaries.push(format!("{e:#}"));
+                summaries.push("no reboot: the reboot guard refused it (the line above)".into());
                 failed.extend(reboot_for.iter().map(|(n, _)| n.clone()));
                 false
             }
@@ -415,12 +426,12 @@ fn pull_one(
     outcome.downloaded = total;
     outcome.extracted = meta.extracted_bytes;
     outcome.message = format!(
-        "published {} ({}): {} files, {} MiB downloaded in {download_secs}s, {} MiB extracted alongside and synced, {}s in all",
+        "published {} ({}): {}, {} downloaded in {download_secs}s, {} extracted alongside and synced, {}s in all",
         resolved.reference,
         image.digest,
-        meta.files,
-        total >> 20,
-        meta.extracted_bytes >> 20,
+        state::count(usize::try_from(meta.files).unwrap_or(usize::MAX), "file"),
+        state::size(total),
+        state::size(meta.extracted_bytes),
         Tenths::of(t_start.elapsed())
     );
     Ok(outcome)
@@ -750,6 +761,14 @@ mod tests {
             check_tree(&tree, &cfg, "6.1.0-2-amd64", "drv", &seen).unwrap_err()
         );
         assert!(e.contains("no kernel at all under /opt/lib/modules"), "{e}");
+        // No modules.dep: the image's fault, said without an errno.
+        fs::remove_file(mdir.join("modules.dep")).unwrap();
+        let e = check_tree(&tree, &cfg, k, "drv", &seen).unwrap_err();
+        assert!(crate::extract::is_defect(&e));
+        assert_eq!(
+            format!("{e:#}"),
+            format!("drv has no /opt/lib/modules/{k}/modules.dep: build the image with `depmod -b /opt {k}`")
+        );
         fs::remove_dir_all(&tree).unwrap();
     }
 

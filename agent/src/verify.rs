@@ -24,7 +24,7 @@ use crate::extract::{Caps, Extractor, Filter};
 use crate::modinfo;
 use crate::modules::{module_name_from_path, parse_modules_dep};
 use crate::registry::{Platform, Registry, RegistryOptions, ResolvedImage};
-use crate::state::Tenths;
+use crate::state::{self, Tenths};
 
 /// Default `firmware_dir` to look in: where KMM images keep firmware
 /// (`firmwarePath` copies from there).
@@ -109,8 +109,8 @@ pub fn run(opts: &cli::VerifyOpts) -> Result<ExitCode> {
     }
     let [ok, warn, fail] = checks.counts;
     println!(
-        "verify: {} checks: {ok} ok, {warn} warn, {fail} FAIL",
-        ok + warn + fail
+        "verify: {}: {ok} ok, {warn} warn, {fail} FAIL",
+        state::count(ok + warn + fail, "check")
     );
     Ok(if checks.failed() > 0 {
         ExitCode::from(1)
@@ -195,10 +195,11 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     checks.ok(
         "image",
         format!(
-            "{reference} is {} from {} ({n} layers, {} KiB, verified in {}s)",
+            "{reference} is {} from {} ({}, {}, verified in {}s)",
             resolved.digest,
             resolved.source,
-            total >> 10,
+            state::count(n, "layer"),
+            state::size(total),
             Tenths::of(t0.elapsed())
         ),
     );
@@ -354,8 +355,8 @@ fn check_kernel(
         checks.ok(
             &tag("modules.dep"),
             format!(
-                "{} modules, every file and dependency present",
-                entries.len()
+                "{}, every file and dependency present",
+                state::count(entries.len(), "module")
             ),
         );
     } else {
@@ -453,7 +454,7 @@ fn check_kernel(
     if bad.is_empty() {
         checks.ok(
             &tag("vermagic"),
-            format!("{} modules built for {kver}", modules.len()),
+            format!("{} built for {kver}", state::count(modules.len(), "module")),
         );
     } else {
         checks.fail(
@@ -492,7 +493,10 @@ fn check_kernel(
             if present == 0 {
                 "no module asks for firmware".to_string()
             } else {
-                format!("{present} files the modules ask for are in {fw_dir}")
+                format!(
+                    "the modules ask for {}: all in {fw_dir}",
+                    state::count(present, "file")
+                )
             },
         );
     } else {
@@ -522,7 +526,7 @@ fn check_kernel(
     if unsigned.is_empty() {
         checks.ok(
             &tag("signatures"),
-            format!("all {} modules signed", signed.len()),
+            format!("{}, all signed", state::count(signed.len(), "module")),
         );
     } else {
         checks.warn(

@@ -583,3 +583,22 @@ fn dry_run_and_status_agree() {
     );
     check(&node, &kver, Some("no-mapping"), 0);
 }
+
+/// The config that cannot be resolved is named where it is, not as
+/// /etc/kmm-day1/<name>.toml, under --config-dir.
+#[test]
+fn an_unresolvable_config_is_named_in_its_own_dir() {
+    let work = Scratch::new("garbage");
+    let node = Node::new(&work.0, CFG);
+    let (code, v, text) = both(&node, "garbage", &work.0.join("sys"));
+    assert_eq!(code, 2, "{text}");
+    let next = v["configs"][0]["next_action"].as_str().unwrap();
+    assert_eq!(
+        next,
+        format!(
+            "blocked: the config cannot be resolved for kernel garbage: fix {}",
+            node.config_dir.join("drv.toml").display()
+        )
+    );
+    assert!(!text.contains("/etc/kmm-day1"), "{text}");
+}

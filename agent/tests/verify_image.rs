@@ -66,13 +66,13 @@ fn good_image_passes_and_each_defect_fails_its_line() {
             "ok   module macvtap [{kver}]: extra/macvtap.ko, needs extra/macvlan.ko extra/tap.ko"
         ),
         format!("ok   vermagic [{kver}]: 5 modules built for {kver}"),
-        format!("ok   firmware [{kver}]: 1 files the modules ask for are in /firmware"),
+        format!("ok   firmware [{kver}]: the modules ask for 1 file: all in /firmware"),
     ] {
         assert!(text.contains(&want), "missing `{want}` in:\n{text}");
     }
     // Debian signs its modules; the line says which, as kmod sees it.
     let signer = verify_common::modinfo("signer", &debian.join(verify_common::MODULES[0]));
-    let sig_line = format!("ok   signatures [{kver}]: all 5 modules signed");
+    let sig_line = format!("ok   signatures [{kver}]: 5 modules, all signed");
     assert_eq!(text.contains(&sig_line), !signer.is_empty(), "{text}");
     assert!(text.ends_with("0 FAIL\n"), "{text}");
 
@@ -285,5 +285,21 @@ fn an_unreachable_registry_fails_within_verify_s_short_budget() {
         stderr(&out).contains("--retry-for `soon`: expected a number of seconds (e.g. 60)"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A missing --config file: one line, the OS's reason once.
+#[test]
+fn a_missing_config_file_is_one_clear_line() {
+    let out = Command::new(AGENT)
+        .args(["verify", "--config", "/nonexistent/kmm-day1-test.toml"])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim_end(),
+        "error: /nonexistent/kmm-day1-test.toml: cannot read: No such file or directory (os error 2)"
     );
 }
