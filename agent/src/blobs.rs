@@ -22,7 +22,7 @@ use anyhow::{bail, ensure, Context, Result};
 use kmm_day1_config::ImageRef;
 
 use crate::registry::{Descriptor, Platform, Registry, RegistryError, ResolvedImage};
-use crate::state::Tenths;
+use crate::state::{self, Tenths};
 use crate::{json, log, notify};
 
 /// An image's manifest and blobs, from a registry or a local layout.
@@ -123,10 +123,10 @@ impl Write for HashingSink<'_> {
             let rate = Tenths::rate(self.len - self.start.1, now.duration_since(self.start.0));
             let rate = Tenths(rate.0 >> 20);
             notify::status(&format!(
-                "downloading {}: {} of {} MiB ({rate} MiB/s)",
+                "downloading {}: {} of {} ({rate} MiB/s)",
                 self.label,
-                self.len >> 20,
-                self.max >> 20
+                state::size(self.len),
+                state::size(self.max)
             ));
         }
         Ok(buf.len())

@@ -241,7 +241,7 @@ fn every_state_with_text_json_and_exit_code() {
 
 #[test]
 fn failed_pull_guard_and_no_mapping() {
-    let Some((work, kver, _debian, layout)) = setup("guard") else {
+    let Some((work, kver, debian, layout)) = setup("guard") else {
         return;
     };
     let sys = work.0.join("sys");
@@ -265,25 +265,40 @@ fn failed_pull_guard_and_no_mapping() {
     );
 
     // Faults of the image itself cannot heal by retrying: a module the
-    // image lacks, no tree for this kernel. The pulled image is the same.
+    // image lacks, no tree for this kernel, modules built for another
+    // kernel (a tree named 6.1.0-99-amd64 holding Debian's real modules).
+    let wrong = "6.1.0-99-amd64";
+    verify_common::image(
+        &layout,
+        "vermagic",
+        &debian,
+        wrong,
+        &verify_common::MODULES,
+        &[],
+    );
     for (tag, toml, kernel) in [
-        ("missing", "modules = [\"sfc\"]\n", kver.clone()),
-        (
-            "otherkernel",
-            "modules = [\"vrf\"]\n",
-            "6.1.0-99-amd64".to_string(),
-        ),
+        ("missing", "modules = [\"sfc\"]\n", kver.as_str()),
+        ("otherkernel", "modules = [\"vrf\"]\n", wrong),
+        ("vermagic", "modules = [\"vrf\"]\n", wrong),
     ] {
+        let image_tag = if tag == "vermagic" { "vermagic" } else { "v1" };
         let node = Node::new(
             &work.0.join(tag),
-            &format!("image = \"registry.test/acme/drv:v1\"\n{toml}"),
+            &format!("image = \"registry.test/acme/drv:{image_tag}\"\n{toml}"),
         );
-        let out = node.pull(&kernel, &layout, None);
+        let out = node.pull(kernel, &layout, None);
+        if tag == "vermagic" {
+            assert!(
+                stderr(&out).contains("was built for kernel"),
+                "{}",
+                stderr(&out)
+            );
+        }
         assert!(!out.status.success(), "{tag}");
         let pulled: serde_json::Value =
             serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
         assert_eq!(pulled["image_defect"], true, "{tag}");
-        let (code, v, text) = both(&node, &kernel, &sys);
+        let (code, v, text) = both(&node, kernel, &sys);
         assert_eq!(code, 2, "{text}");
         let c = &v["configs"][0];
         assert_eq!(c["state"], "failed", "{text}");
