@@ -1,7 +1,8 @@
 //! The documentation against the code it describes: links and anchors
 //! resolve, every chapter is in the book, the boot-timeline SVG is what its
 //! Graphviz source renders, the book builds, every message the agent can print
-//! is explained in docs/troubleshooting.md, and every file in examples/ is
+//! is explained in docs/troubleshooting.md and every message documented there
+//! is text the agent prints, and every file in examples/ is
 //! used by a test. (Command lines in the docs are run by
 //! generator/tests/docs_commands.rs and agent/tests/docs_commands.rs, which
 //! have the binaries.)
@@ -186,8 +187,9 @@ fn the_book_builds() {
 // ---- troubleshooting coverage ----
 
 /// Macros and methods whose first argument is a message a user may read.
-const TRIGGERS: [&str; 9] = [
+const TRIGGERS: [&str; 10] = [
     "bail!(",
+    "defect!(",
     "anyhow!(",
     "ensure!(",
     ".context(",
@@ -281,6 +283,24 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A source file without its test code: everything from the first
+/// `#[cfg(test)]` on, except an out-of-line `#[cfg(test)] mod tests;`,
+/// after which the file's code goes on (extract.rs, registry.rs).
+fn non_test_code(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "#[cfg(test)]".len()..];
+        match after.trim_start().strip_prefix("mod tests;") {
+            Some(more) => rest = more,
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Every message the agent can print: its own code and the config crate it
 /// reports errors from. Test code (`tests.rs`, after `#[cfg(test)]`) is not
 /// searched.
@@ -297,7 +317,8 @@ fn agent_messages() -> Vec<Message> {
             continue;
         }
         let text = read(&file);
-        let code = text.split("#[cfg(test)]").next().unwrap();
+        let code = non_test_code(&text);
+        let code = code.as_str();
         let rel = file.strip_prefix(&root).unwrap().display().to_string();
         let mut add = |pos: usize, template: String, weak: bool| {
             let line = code[..pos].lines().count();
@@ -392,6 +413,178 @@ fn every_agent_message_is_explained_in_troubleshooting() {
         missing.len(),
         messages.len(),
         missing.join("\n")
+    );
+}
+
+/// Every string literal in the agent's and the config crate's non-test
+/// code, decoded: what the agent can print is made of these (a message may
+/// be built from several, and `writeln!` lines are among them).
+fn agent_literals() -> Vec<String> {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    rust_files(&root.join("agent/src"), &mut files);
+    rust_files(&root.join("config/src"), &mut files);
+    let mut out = Vec::new();
+    for file in files {
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let text = read(&file);
+        let code = non_test_code(&text);
+        let code = code.as_str();
+        let b = code.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'/' if b.get(i + 1) == Some(&b'/') => {
+                    i = code[i..].find('\n').map_or(b.len(), |n| i + n);
+                }
+                b'\'' if b.get(i + 1) == Some(&b'"') && b.get(i + 2) == Some(&b'\'') => i += 3,
+                b'"' => {
+                    // The closing quote: the first one not escaped.
+                    let mut j = i + 1;
+                    while j < b.len() && b[j] != b'"' {
+                        j += if b[j] == b'\\' { 2 } else { 1 };
+                    }
+                    if let Some(lit) = decode_literal(&code[i + 1..]) {
+                        out.push(lit);
+                    }
+                    i = j + 1;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+    out
+}
+
+/// The words of a documented message line the code's literals do not
+/// account for: the line with its `<placeholders>` removed, less every
+/// literal part (text between `{…}` of a literal, 2 characters or more)
+/// found in it, less example values (words with a digit, `/`, `.` or `=`).
+/// A plural `s` after a literal word counts (`attempt{}` prints `attempts`).
+/// Empty when each word of the line is one the agent's code can print.
+fn unaccounted_words(line: &str, parts: &[String]) -> Vec<String> {
+    let mut marked = vec![false; line.len()];
+    // Placeholders stand for variable text.
+    let mut rest = 0;
+    while let Some(open) = line[rest..].find('<') {
+        let open = rest + open;
+        let Some(close) = line[open..].find('>') else {
+            break;
+        };
+        marked[open..=open + close]
+            .iter_mut()
+            .for_each(|m| *m = true);
+        rest = open + close + 1;
+    }
+    for p in parts {
+        let mut from = 0;
+        while let Some(at) = line[from..].find(p.as_str()) {
+            let at = from + at;
+            marked[at..at + p.len()].iter_mut().for_each(|m| *m = true);
+            from = at + p.len();
+        }
+    }
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut cur_marked = true;
+    for (i, c) in line.char_indices() {
+        if c.is_alphanumeric() || "_-/.=:".contains(c) {
+            let plural_s = c == 's'
+                && i > 0
+                && marked[i - 1]
+                && !line[i + 1..].starts_with(|n: char| n.is_alphanumeric());
+            cur.push(c);
+            cur_marked &= marked[i] || plural_s;
+        } else {
+            if !cur_marked {
+                words.push(std::mem::take(&mut cur));
+            }
+            cur.clear();
+            cur_marked = true;
+        }
+    }
+    if !cur_marked {
+        words.push(cur);
+    }
+    words
+        .into_iter()
+        .map(|w| w.trim_matches(|c: char| ":.".contains(c)).to_string())
+        .filter(|w| {
+            w.chars().filter(|c| c.is_alphabetic()).count() >= 2
+                && !w.chars().any(|c| c.is_ascii_digit() || "/.=".contains(c))
+        })
+        .collect()
+}
+
+/// Lines in troubleshooting.md's message blocks that the agent does not
+/// print itself, by their fixed text, with where they come from.
+const NOT_AGENT_TEXT: [(&str, &str); 1] = [(
+    "unexpected EOF during skip",
+    "the `tar` crate's error, after the agent's `reading the layer tar`",
+)];
+
+/// The reverse of `every_agent_message_is_explained_in_troubleshooting`:
+/// each line of the page's message blocks is text the agent can print —
+/// every word in it comes from a string literal of the agent's code (so a
+/// message that was reworded or removed does not linger in the docs).
+/// The blocks of "First look at a node" (commands) and ```sh blocks are
+/// not messages.
+#[test]
+fn every_documented_message_is_one_the_agent_can_print() {
+    let doc = read(&workspace_root().join("docs/troubleshooting.md"));
+    let messages_part = doc
+        .split_once("\n## `status`: next actions")
+        .map(|(_, rest)| rest)
+        .unwrap();
+    let parts: Vec<String> = agent_literals()
+        .into_iter()
+        .flat_map(|lit| {
+            Message {
+                at: String::new(),
+                template: lit,
+            }
+            .parts()
+        })
+        .flat_map(|p| {
+            // Multi-line literals (help texts): each line on its own.
+            p.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>()
+        })
+        .filter(|p| p.len() >= 2)
+        .collect();
+    assert!(
+        parts.len() > 500,
+        "found only {} literal parts",
+        parts.len()
+    );
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    for (lang, body) in code_blocks(messages_part) {
+        if lang != "text" {
+            continue;
+        }
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            if NOT_AGENT_TEXT.iter().any(|(t, _)| line.contains(t)) {
+                continue;
+            }
+            checked += 1;
+            let words = unaccounted_words(line, &parts);
+            if !words.is_empty() {
+                bad.push(format!(
+                    "{line}\n    not in the agent's code: {}",
+                    words.join(", ")
+                ));
+            }
+        }
+    }
+    assert!(checked > 250, "checked only {checked} lines");
+    assert!(
+        bad.is_empty(),
+        "{} documented lines of docs/troubleshooting.md are not text the agent prints \
+         (reword them as the code does, or remove them):\n{}",
+        bad.len(),
+        bad.join("\n")
     );
 }
 

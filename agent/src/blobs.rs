@@ -13,11 +13,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use anyhow::{bail, ensure, Context, Result};
+
 use crate::oci::{digest_hex, sha256_hex, Descriptor, ImageSource, ResolvedImage};
 use crate::registry::RegistryError;
-use crate::state::Tenths;
+use crate::state::{self, Tenths};
 use crate::{log, notify};
-use anyhow::{bail, ensure, Context, Result};
 
 /// Writes to the partial file while hashing, refusing bytes past `max`.
 struct HashingSink<'a> {
@@ -64,10 +65,10 @@ impl Write for HashingSink<'_> {
             let rate = Tenths::rate(self.len - self.start.1, now.duration_since(self.start.0));
             let rate = Tenths(rate.0 >> 20);
             notify::status(&format!(
-                "downloading {}: {} of {} MiB ({rate} MiB/s)",
+                "downloading {}: {} of {} ({rate} MiB/s)",
                 self.label,
-                self.len >> 20,
-                self.max >> 20
+                state::size(self.len),
+                state::size(self.max)
             ));
         }
         Ok(buf.len())

@@ -74,6 +74,9 @@ pub struct VerifyOpts {
     pub firmware_dir: Option<String>,
     /// Plain HTTP to the image's registry.
     pub insecure: bool,
+    /// Retry budget against the registry, seconds (`--retry-for`; default
+    /// `verify::RETRY_FOR_SECS`).
+    pub retry_for: Option<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -131,14 +134,16 @@ dependencies and parameters; on any failure, put the in-tree modules back.
 Usage: kmm-day1-agent replace [OPTIONS]
 
 Options:
-      --dry-run              Print the plan; change nothing (no root needed)
+      --dry-run              Print the plan; change nothing (no root needed). Exit code as
+                             `status`'s (at least 1 when a plan cannot be made)
       --json                 Print the plan as JSON (with --dry-run)
       --modules-root DIR     Plan from DIR/<kernel>/modules.dep instead of the store
 ";
 
 pub const STATUS_HELP: &str = "\
 Show, per config, the image and digest, the store state, the loaded modules, the last
-pull and replace results, and the next action. Exit code: 0 ok, 1 degraded, 2 failed.
+pull and replace results, and the next action. Exit code: 0 ok, 1 degraded, 2 failed,
+3 no config at all (nothing set up on this node).
 
 Usage: kmm-day1-agent status [OPTIONS]
 
@@ -164,6 +169,8 @@ Options:
       --module-root DIR      Where the image keeps lib/modules [default: /opt]
       --firmware-dir DIR     The image's firmware dir [default: /firmware]
       --insecure             Plain HTTP to the image's registry
+      --retry-for SECS       Retry an unreachable or failing registry for up to SECS seconds
+                             [default: 20; a node's pull retries for 14 minutes]
   -h, --help                 Print help
 ";
 
@@ -240,6 +247,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 verify.firmware_dir = Some(parser.value()?.string()?);
             }
             Long("insecure") if sub == "verify" => verify.insecure = true,
+            Long("retry-for") if sub == "verify" => {
+                let v = parser.value()?.string()?;
+                verify.retry_for = Some(v.parse().map_err(|_| {
+                    anyhow::anyhow!("--retry-for `{v}`: expected a number of seconds (e.g. 60)")
+                })?);
+            }
             Long("sys-root") if sub == "status" => sys_root = Some(parser.value()?.into()),
             Long("oci-layout") if sub == "pull" || sub == "verify" => {
                 oci_layout = Some(PathBuf::from(parser.value()?));

@@ -17,6 +17,7 @@
 //! OCI whiteouts apply in layer order: `.wh.<name>` deletes `<name>` from the
 //! layers below, `.wh..wh..opq` hides everything below in its directory.
 
+use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -26,10 +27,50 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::log;
+
+/// A fault of the image itself — its layers or its module tree — as opposed
+/// to the network, the registry or the node's disk. Every blob's digest has
+/// matched before it is read, so the same image fails the same way on every
+/// retry: `status` says to fix the image instead of retrying the pull.
+#[derive(Debug)]
+pub struct ImageDefect(pub String);
+
+impl std::fmt::Display for ImageDefect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ImageDefect {}
+
+/// Whether `e` (or one of its causes) is an [`ImageDefect`].
+pub fn is_defect(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<ImageDefect>())
+}
+
+/// `bail!` with an [`ImageDefect`].
+macro_rules! defect {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::extract::ImageDefect(format!($($arg)*))))
+    };
+}
+pub(crate) use defect;
+
+/// An I/O error from the layer stream: the OS's (an errno: reading the
+/// verified blob from disk) with `what` as context, or the layer's own (its
+/// tar, gzip or zstd framing, a cap) as an [`ImageDefect`].
+fn layer_io(e: io::Error, what: impl FnOnce() -> String) -> anyhow::Error {
+    if e.raw_os_error().is_some() {
+        anyhow::Error::new(e).context(what())
+    } else {
+        anyhow::Error::new(ImageDefect(format!("{}: {e}", what())))
+    }
+}
 
 /// Which parts of the image to keep.
 #[derive(Debug, Clone)]
@@ -136,7 +177,7 @@ impl Extractor {
     /// media type checked first).
     pub fn apply_blob(&mut self, path: &Path, media_type: &str) -> Result<()> {
         if !media_type.is_empty() && !LAYER_TYPES.contains(&media_type) {
-            bail!("layer media type `{media_type}` is not supported (tar, tar+gzip or tar+zstd)");
+            defect!("layer media type `{media_type}` is not supported (tar, tar+gzip or tar+zstd)");
         }
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let mut r = BufReader::with_capacity(64 << 10, file);
@@ -153,20 +194,28 @@ impl Extractor {
     /// Apply one uncompressed layer tar.
     pub fn apply(&mut self, reader: impl Read) -> Result<()> {
         self.this_layer.clear();
-        let mut archive = tar::Archive::new(Bounded {
-            inner: reader,
-            left: self
-                .caps
-                .max_tar_bytes
-                .saturating_sub(self.summary.tar_bytes),
-            cap: self.caps.max_tar_bytes,
-            read: 0,
+        let data_end = Rc::new(Cell::new(0));
+        let mut archive = tar::Archive::new(Unterminated {
+            inner: Bounded {
+                inner: reader,
+                left: self
+                    .caps
+                    .max_tar_bytes
+                    .saturating_sub(self.summary.tar_bytes),
+                cap: self.caps.max_tar_bytes,
+                read: 0,
+            },
+            pos: 0,
+            data_end: Rc::clone(&data_end),
+            pad: 0,
         });
-        for entry in archive.entries().context("reading the layer tar")? {
-            let mut entry = entry.context("reading the layer tar")?;
+        let tar_what = || "reading the layer tar".to_string();
+        for entry in archive.entries().map_err(|e| layer_io(e, tar_what))? {
+            let mut entry = entry.map_err(|e| layer_io(e, tar_what))?;
+            data_end.set(entry.raw_file_position() + entry.size());
             self.summary.entries += 1;
             if self.summary.entries > self.caps.max_entries {
-                bail!(
+                defect!(
                     "the image has more than {} tar entries (limits.max_entries)",
                     self.caps.max_entries
                 );
@@ -174,7 +223,7 @@ impl Extractor {
             let raw = entry.path_bytes().into_owned();
             self.entry(&raw, &mut entry)?;
         }
-        self.summary.tar_bytes += archive.into_inner().read;
+        self.summary.tar_bytes += archive.into_inner().inner.read;
         Ok(())
     }
 
@@ -192,13 +241,13 @@ impl Extractor {
     fn entry<R: Read>(&mut self, raw: &[u8], entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let shown = String::from_utf8_lossy(raw);
         if raw.starts_with(b"/") {
-            bail!("layer entry `{shown}` has an absolute path: the image is malformed");
+            defect!("layer entry `{shown}` has an absolute path: the image is malformed");
         }
         let mut comps = Vec::new();
         for c in raw.split(|&b| b == b'/') {
             match c {
                 b"" | b"." => {}
-                b".." => bail!("layer entry `{shown}` contains `..`: the image is malformed"),
+                b".." => defect!("layer entry `{shown}` contains `..`: the image is malformed"),
                 c => comps.push(OsStr::from_bytes(c).to_os_string()),
             }
         }
@@ -216,7 +265,7 @@ impl Extractor {
             // `.wh.`, `.wh..` and `.wh...` would delete the parent dir or its
             // parent: no OCI tool writes them.
             if matches!(hidden, b"" | b"." | b"..") {
-                bail!("layer entry `{shown}` is a whiteout of `.`, `..` or nothing: the image is malformed");
+                defect!("layer entry `{shown}` is a whiteout of `.`, `..` or nothing: the image is malformed");
             }
             let parent = &comps[..comps.len() - 1];
             if hidden == b".wh..opq" {
@@ -248,7 +297,7 @@ impl Extractor {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
                 if self.summary.bytes + size > self.caps.max_bytes {
-                    bail!(
+                    defect!(
                         "the selected files of the image exceed {} bytes (limits.max_extract_bytes)",
                         self.caps.max_bytes
                     );
@@ -265,9 +314,9 @@ impl Extractor {
                     .open(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
                 let n = copy_with_writeback(&mut entry.take(size), &mut f)
-                    .with_context(|| format!("writing {}", path.display()))?;
+                    .map_err(|e| layer_io(e, || format!("writing {}", path.display())))?;
                 if n != size {
-                    bail!("layer entry `{shown}` is truncated");
+                    defect!("layer entry `{shown}` is truncated");
                 }
                 self.summary.bytes += n;
                 self.summary.files += 1;
@@ -697,6 +746,62 @@ impl<R: Read> Read for Bounded<R> {
         let n = self.inner.read(&mut buf[..want])?;
         self.left -= n as u64;
         self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// A layer's tar stream that may lack its end: Debian 12's umoci 0.4.7
+/// (`umoci insert`) never closes its tar writer, so its layers stop right
+/// after the last entry's data, without the zero padding to 512 bytes and
+/// without the two zero blocks of the end-of-archive footer. Go's
+/// `archive/tar` (CRI-O, KMM) takes that as a clean end, and so do we: at
+/// EOF exactly where the current entry's data ends, the missing padding is
+/// supplied as zeros, and the `tar` crate then sees EOF where the next
+/// header would be, which it already takes as the end. EOF anywhere else
+/// inside an entry (its header, data or padding) is an error: the layer is
+/// truncated, and a half file must never be taken for a whole one.
+struct Unterminated<R> {
+    inner: R,
+    /// Bytes handed to the tar reader so far (its archive position).
+    pos: u64,
+    /// Where the data of the entry being read ends (set per entry).
+    data_end: Rc<Cell<u64>>,
+    /// Zero bytes still to supply for the padding the stream lacks.
+    pad: u64,
+}
+
+impl<R: Read> Read for Unterminated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.pad == 0 {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            let end = self.data_end.get();
+            if self.pos == end && !end.is_multiple_of(512) {
+                self.pad = 512 - end % 512;
+            } else if self.pos < end || !self.pos.is_multiple_of(512) {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the layer ends inside a tar entry (at byte {}): it is truncated or not a tar",
+                        self.pos
+                    ),
+                ));
+            } else {
+                return Ok(0);
+            }
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.pad).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        self.pad -= n as u64;
+        self.pos += n as u64;
         Ok(n)
     }
 }

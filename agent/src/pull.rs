@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use kmm_day1_config::{module_name_eq, AfterPull, NodeConfig};
 
 use crate::blobs;
-use crate::extract::{Caps, Extractor, Filter, Summary};
+use crate::extract::{defect, Caps, Extractor, Filter, Summary};
 use crate::oci::layout::OciLayout;
 use crate::oci::{self, ImageSource, Platform, ResolvedImage};
 use crate::registry::{Registry, RegistryOptions};
@@ -42,6 +42,8 @@ struct Outcome {
     /// A new tree became `current` (so `after_pull` applies).
     fresh: bool,
     message: String,
+    /// The failure is the image's own (`extract::ImageDefect`).
+    defect: bool,
     image: Option<String>,
     digest: Option<String>,
     source: Option<String>,
@@ -55,6 +57,7 @@ impl Outcome {
             result,
             fresh: false,
             message,
+            defect: false,
             image: None,
             digest: None,
             source: None,
@@ -107,10 +110,8 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
             Err(e) => Outcome {
                 // Journal lines and status name the image even on failure.
                 image: cfg.resolve(name, &kver).ok().flatten().map(|r| r.reference),
-                ..Outcome::simple(
-                    PullResult::Failed,
-                    format!("pull for kernel {kver} failed: {e:#}"),
-                )
+                defect: crate::extract::is_defect(&e),
+                ..Outcome::simple(PullResult::Failed, format!("{e:#}"))
             },
         };
         // Up to date and no-mapping stay quiet: the summary line says it.
@@ -135,7 +136,15 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
                     ("KMM_DAY1_RESULT", outcome.result.as_str()),
                     ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
                 ],
-                format_args!("{name}: {}", outcome.message),
+                format_args!(
+                    "{name}: {}{}",
+                    if outcome.result == PullResult::Failed {
+                        "pull failed: "
+                    } else {
+                        ""
+                    },
+                    outcome.message
+                ),
             );
         }
         let path = store.pull_state_path(name);
@@ -152,10 +161,17 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         st.finished = state::now_rfc3339();
         st.duration_ms = t_config.elapsed().as_millis() as u64;
         st.reboot_guard = false;
+        st.image_defect = outcome.defect;
         // Counters of kernels that are gone would grow the file forever.
         st.reboots.retain(|k, _| *k == kver);
         state::save(&path, &st)?;
-        summaries.push(format!("{name}: {}", outcome.message));
+        // A failure's error is on its own line just above: the summary
+        // names it and does not repeat it.
+        summaries.push(if outcome.result == PullResult::Failed {
+            format!("{name}: failed (the error is on the line above)")
+        } else {
+            format!("{name}: {}", outcome.message)
+        });
         last_fields = [
             name.clone(),
             outcome.image.clone().unwrap_or_default(),
@@ -194,7 +210,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
                     ],
                     format_args!("{e:#}"),
                 );
-                summaries.push(format!("{e:#}"));
+                summaries.push("no reboot: the reboot guard refused it (the line above)".into());
                 failed.extend(reboot_for.iter().map(|(n, _)| n.clone()));
                 false
             }
@@ -380,7 +396,7 @@ fn pull_one(
 
     let total: u64 = image.layers.iter().map(|l| l.size).sum();
     if total > cfg.limits.max_download_bytes {
-        bail!(
+        defect!(
             "{} has {total} bytes of layers, more than limits.max_download_bytes ({})",
             resolved.reference,
             cfg.limits.max_download_bytes
@@ -412,12 +428,12 @@ fn pull_one(
     outcome.downloaded = total;
     outcome.extracted = meta.extracted_bytes;
     outcome.message = format!(
-        "published {} ({}): {} files, {} MiB downloaded in {download_secs}s, {} MiB extracted alongside and synced, {}s in all",
+        "published {} ({}): {}, {} downloaded in {download_secs}s, {} extracted alongside and synced, {}s in all",
         resolved.reference,
         image.digest,
-        meta.files,
-        total >> 20,
-        meta.extracted_bytes >> 20,
+        state::count(usize::try_from(meta.files).unwrap_or(usize::MAX), "file"),
+        state::size(total),
+        state::size(meta.extracted_bytes),
         Tenths::of(t_start.elapsed())
     );
     Ok(outcome)
@@ -612,15 +628,18 @@ fn check_tree(
                 kernels_seen.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         };
-        bail!("{reference} has no module tree for kernel {kver} ({where_}); it has {has}");
+        defect!("{reference} has no module tree for kernel {kver} ({where_}); it has {has}");
     }
     let dep_path = mdir.join("modules.dep");
-    let deps = fs::read_to_string(&dep_path).with_context(|| {
-        format!(
+    let deps = match fs::read_to_string(&dep_path) {
+        Ok(d) => d,
+        // Absent from the image: its own fault, said without the errno.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => defect!(
             "{reference} has no {where_}/modules.dep: build the image with `depmod -b {} {kver}`",
             cfg.module_root
-        )
-    })?;
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dep_path.display())),
+    };
     let entries = parse_modules_dep(&deps);
     for m in &cfg.modules {
         let Some((path, needs)) = entries
@@ -632,7 +651,7 @@ fn check_tree(
                 .map(|(p, _)| module_name(p))
                 .take(20)
                 .collect();
-            bail!(
+            defect!(
                 "{reference}: module `{m}` is not in {where_}/modules.dep (it lists: {})",
                 if listed.is_empty() {
                     "nothing".to_string()
@@ -647,23 +666,30 @@ fn check_tree(
             .iter()
             .find(|f| f.starts_with('/') || f.split('/').any(|c| c == ".."))
         {
-            bail!(
+            defect!(
                 "{reference}: {where_}/modules.dep names `{bad}`, outside the module tree: rebuild it with `depmod -b`"
             );
         }
         for file in files {
             let f = mdir.join(file);
             if !f.is_file() {
-                bail!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
+                defect!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
             }
-            let info = modinfo::read(&f).map_err(anyhow::Error::from)?;
+            let info = match modinfo::read(&f) {
+                Ok(i) => i,
+                Err(
+                    e @ (modinfo::ModinfoError::Format { .. }
+                    | modinfo::ModinfoError::Decompress { .. }),
+                ) => defect!("{reference}: {e}"),
+                Err(e) => return Err(e.into()),
+            };
             match info.vermagic_release() {
                 Some(v) if v == kver => {}
-                Some(v) => bail!(
+                Some(v) => defect!(
                     "{reference}: {where_}/{file} was built for kernel {v}, not {kver} (vermagic `{}`)",
                     info.vermagic.as_deref().unwrap_or_default().trim()
                 ),
-                None => bail!("{reference}: {where_}/{file} has no vermagic: not a loadable module"),
+                None => defect!("{reference}: {where_}/{file} has no vermagic: not a loadable module"),
             }
         }
     }
@@ -737,6 +763,14 @@ mod tests {
             check_tree(&tree, &cfg, "6.1.0-2-amd64", "drv", &seen).unwrap_err()
         );
         assert!(e.contains("no kernel at all under /opt/lib/modules"), "{e}");
+        // No modules.dep: the image's fault, said without an errno.
+        fs::remove_file(mdir.join("modules.dep")).unwrap();
+        let e = check_tree(&tree, &cfg, k, "drv", &seen).unwrap_err();
+        assert!(crate::extract::is_defect(&e));
+        assert_eq!(
+            format!("{e:#}"),
+            format!("drv has no /opt/lib/modules/{k}/modules.dep: build the image with `depmod -b /opt {k}`")
+        );
         fs::remove_dir_all(&tree).unwrap();
     }
 

@@ -60,6 +60,9 @@ pub struct RegistryOptions {
     pub platform: Platform,
     /// Retries stop before this instant.
     pub deadline: Instant,
+    /// Why retries stopped, for the "giving up" line: whose budget it was
+    /// and how to get more.
+    pub budget_spent: String,
 }
 
 impl RegistryOptions {
@@ -89,6 +92,7 @@ impl RegistryOptions {
             insecure_skip_tls_verify: cfg.pull.insecure_skip_tls_verify,
             platform: Platform::host(),
             deadline,
+            budget_spent: "the pull's time budget is spent".to_string(),
         }
     }
 }
@@ -318,9 +322,10 @@ impl Registry {
         *attempt += 1;
         if Instant::now() + wait >= self.opts.deadline {
             return Err(err.context(format!(
-                "{what}: giving up after {} attempt{} (the pull's time budget is spent)",
+                "{what}: giving up after {} attempt{} ({})",
                 *attempt,
-                if *attempt == 1 { "" } else { "s" }
+                if *attempt == 1 { "" } else { "s" },
+                self.opts.budget_spent
             )));
         }
         // Tenths by hand: no float formatting in the agent (docs/size.md).

@@ -20,12 +20,18 @@ use crate::modules::Tree;
 use crate::notify;
 use crate::plan::{self, Inputs, LoadStep, ModinfoCache, Plan, Source};
 use crate::state::{self, LoadedModule, ReplaceResult, ReplaceState};
+use crate::status;
 use crate::store::Store;
 
 /// `--dry-run --json` output (documented in docs/replace.md).
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub kernel: String,
+    /// `status`'s health and exit code (absent with `--modules-root`,
+    /// which plans from a tree outside the store `status` reports on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<status::Health>,
+    pub exit_code: u8,
     pub configs: Vec<ConfigReport>,
 }
 
@@ -34,6 +40,12 @@ pub struct ConfigReport {
     pub name: String,
     /// `planned`, `up-to-date`, `waiting-for-pull`, `no-mapping` or `error`.
     pub status: &'static str,
+    /// The config's state and health as `status` reports them (absent
+    /// with `--modules-root`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<status::State>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<status::Health>,
     /// The module tree planned from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tree: Option<PathBuf>,
@@ -75,21 +87,43 @@ pub fn run(opts: &cli::ReplaceOpts) -> Result<ExitCode> {
                 plan_config(&ctx, name, cfg, &real, &mut cache, &mut trees)
             })
             .collect();
-        let report = Report {
+        let mut report = Report {
             kernel: kver,
+            health: None,
+            exit_code: 0,
             configs,
         };
+        // On the store, the same state, health and exit code as `status`:
+        // a script asking "is this node right?" must get one answer from
+        // either command. A plan that cannot be made is at least 1 (status
+        // does not plan, so it is the one thing the dry run knows better).
+        let planned_ok = !report.configs.iter().any(|c| c.status == "error");
+        let mut code = u8::from(!planned_ok);
+        if opts.modules_root.is_none() {
+            let st = status::collect(&cli::StatusOpts {
+                common: cli::Common {
+                    kernel_release: Some(report.kernel.clone()),
+                    ..opts.common.clone()
+                },
+                json: false,
+                sys_root: None,
+            })?;
+            for c in &mut report.configs {
+                if let Some(s) = st.configs.iter().find(|s| s.name == c.name) {
+                    c.state = Some(s.state);
+                    c.health = Some(s.health);
+                }
+            }
+            report.health = Some(st.health);
+            code = code.max(st.exit_code);
+        }
+        report.exit_code = code;
         if opts.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", render(&report));
         }
-        let failed = report.configs.iter().any(|c| c.status == "error");
-        return Ok(if failed {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        });
+        return Ok(ExitCode::from(code));
     }
 
     let _lock = store.lock()?;
@@ -205,6 +239,8 @@ fn plan_config(
     let mut report = ConfigReport {
         name: name.to_string(),
         status: "error",
+        state: None,
+        health: None,
         tree: None,
         digest: None,
         error: None,
@@ -267,9 +303,28 @@ fn plan_config(
 /// Human text of a dry run.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "kernel {}", r.kernel);
+    match r.health {
+        Some(h) => {
+            let _ = writeln!(
+                s,
+                "kernel {}: {} (exit {})",
+                r.kernel,
+                h.as_str(),
+                r.exit_code
+            );
+        }
+        None => {
+            let _ = writeln!(s, "kernel {}", r.kernel);
+        }
+    }
+    if r.configs.is_empty() {
+        let _ = writeln!(s, "no configs: nothing to plan");
+    }
     for c in &r.configs {
         let _ = write!(s, "\n{}: ", c.name);
+        if let (Some(st), Some(h)) = (c.state, c.health) {
+            let _ = write!(s, "{} ({}): ", st.as_str(), h.as_str());
+        }
         match c.status {
             "no-mapping" => {
                 let _ = writeln!(s, "no kernel mapping matches this kernel: nothing to do");

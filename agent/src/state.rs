@@ -70,6 +70,10 @@ pub struct PullState {
     /// The last run wanted a reboot and the guard refused it: `status`
     /// reports the config as blocked until pull.json is removed.
     pub reboot_guard: bool,
+    /// The last run failed on a fault of the image itself (its layers or
+    /// module tree, `extract::ImageDefect`): retrying the same image cannot
+    /// help, so `status` says to fix the image.
+    pub image_defect: bool,
 }
 
 /// How the last `replace` of one config ended. Written by `replace`.
@@ -212,6 +216,7 @@ impl FromJson for PullState {
             duration_ms: o.u64("duration_ms")?,
             reboots: o.counters("reboots")?,
             reboot_guard: o.bool("reboot_guard")?,
+            image_defect: o.bool("image_defect")?,
         })
     }
 }
@@ -335,6 +340,31 @@ impl Tenths {
     }
 }
 
+/// `n` of `noun`, in the singular for one: "1 module", "5 modules".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// A byte count for people: "512 bytes", "84 KiB", "3.2 MiB" (tenths by
+/// integer arithmetic: no float formatting in the agent, docs/size.md).
+/// "0 MiB" for a small image read as if nothing had been downloaded.
+pub fn size(n: u64) -> String {
+    if n < 1024 {
+        count(usize::try_from(n).unwrap_or(usize::MAX), "byte")
+    } else if n < 1 << 20 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!(
+            "{} MiB",
+            Tenths(u64::try_from((u128::from(n) * 10) >> 20).unwrap_or(u64::MAX))
+        )
+    }
+}
+
 impl std::fmt::Display for Tenths {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.0 / 10, self.0 % 10)
@@ -366,6 +396,20 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_and_sizes_read_like_english() {
+        assert_eq!(count(1, "check"), "1 check");
+        assert_eq!(count(0, "module"), "0 modules");
+        assert_eq!(count(5, "layer"), "5 layers");
+        assert_eq!(size(1), "1 byte");
+        assert_eq!(size(1023), "1023 bytes");
+        assert_eq!(size(1024), "1 KiB");
+        assert_eq!(size(500 << 10), "500 KiB");
+        assert_eq!(size(1 << 20), "1.0 MiB");
+        assert_eq!(size((3 << 20) + (1 << 19)), "3.5 MiB");
+        assert!(size(u64::MAX).ends_with(" MiB"));
+    }
 
     #[test]
     fn tenths_print_like_one_decimal() {

@@ -54,13 +54,18 @@ impl State {
     }
 }
 
-/// Exit code 0, 1 or 2 (docs/status.md has the table).
+/// Exit code 0, 1, 2 or 3 (docs/status.md has the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Health {
     Ok = 0,
     Degraded = 1,
     Failed = 2,
+    /// No config at all (the node's only possible top-level value, never a
+    /// config's): the MachineConfig never reached this node, or the wrong
+    /// `--config-dir`. Not "ok": a monitoring check must not call a node
+    /// healthy that was never set up. 3 is Nagios's UNKNOWN.
+    Unconfigured = 3,
 }
 
 impl Health {
@@ -69,6 +74,7 @@ impl Health {
             Health::Ok => "ok",
             Health::Degraded => "degraded",
             Health::Failed => "failed",
+            Health::Unconfigured => "unconfigured",
         }
     }
 }
@@ -83,6 +89,9 @@ pub struct Report {
     pub health: Health,
     pub exit_code: u8,
     pub configs: Vec<ConfigStatus>,
+    /// Where the configs were read from (for the text's messages).
+    #[serde(skip)]
+    pub config_dir: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -177,6 +186,7 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         .ok()
         .map(|s| s.trim().to_string());
     let env = Env {
+        config_dir: &opts.common.config_dir,
         store: &store,
         kver: &kver,
         sys_modules: Some(sys.join("module")).filter(|p| p.is_dir()),
@@ -186,7 +196,11 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         .iter()
         .map(|(name, cfg)| config_status(&env, name, cfg))
         .collect();
-    let health = configs.iter().map(|c| c.health).max().unwrap_or(Health::Ok);
+    let health = configs
+        .iter()
+        .map(|c| c.health)
+        .max()
+        .unwrap_or(Health::Unconfigured);
     Ok(Report {
         version: JSON_VERSION,
         kernel: kver,
@@ -194,10 +208,17 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         health,
         exit_code: health as u8,
         configs,
+        config_dir: opts.common.config_dir.clone(),
     })
 }
 
+/// The next action after a pull that failed on the image itself: the
+/// same image fails the same way, so "retry" would be false advice.
+const NEXT_FIX_IMAGE: &str = "fix the image (see last pull): pulling it again fails the same way; the next pull (at network-online, or now: `systemctl restart kmm-day1-pull`) fetches the fixed one";
+const NEXT_FIX_IMAGE_LOADED: &str = "fix the image (see last pull): pulling it again fails the same way; the loaded tree stays until a fixed one is pulled";
+
 struct Env<'a> {
+    config_dir: &'a Path,
     store: &'a Store,
     kver: &'a str,
     /// `/sys/module`, when this system has one.
@@ -266,13 +287,15 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
     let pull_here = pull.as_ref().filter(|p| p.kernel == kver);
     let pull_failed = pull_here.is_some_and(|p| p.result == PullResult::Failed);
     let guard = pull_here.is_some_and(|p| p.reboot_guard);
+    let defect = pull_failed && pull_here.is_some_and(|p| p.image_defect);
 
     let resolved = match cfg.resolve(name, kver) {
         Ok(r) => r,
         Err(e) => {
             st.error = Some(format!("{e}"));
             st.next_action = format!(
-                "blocked: the config cannot be resolved for kernel {kver}: fix /etc/kmm-day1/{name}.toml"
+                "blocked: the config cannot be resolved for kernel {kver}: fix {}",
+                env.config_dir.join(format!("{name}.toml")).display()
             );
             return st;
         }
@@ -302,6 +325,8 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
             st.health = Health::Failed;
             st.next_action = if guard {
                 guard_action()
+            } else if defect {
+                NEXT_FIX_IMAGE.to_string()
             } else {
                 "retry pull at next network-online (or now: `systemctl restart kmm-day1-pull`); see last pull".to_string()
             };
@@ -334,7 +359,11 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         st.state = State::Loaded;
         if pull_failed {
             st.health = Health::Degraded;
-            st.next_action = "retry pull at next network-online: the last pull failed, the loaded tree stays (see last pull)".to_string();
+            st.next_action = if defect {
+                NEXT_FIX_IMAGE_LOADED.to_string()
+            } else {
+                "retry pull at next network-online: the last pull failed, the loaded tree stays (see last pull)".to_string()
+            };
         } else {
             st.health = Health::Ok;
             st.next_action = "none: up to date".to_string();
@@ -464,7 +493,11 @@ pub fn render(r: &Report) -> String {
         r.exit_code
     );
     if r.configs.is_empty() {
-        let _ = writeln!(s, "no configs: nothing to do");
+        let _ = writeln!(
+            s,
+            "no configs in {}: nothing is set up on this node (is the MachineConfig applied to its pool?)",
+            r.config_dir.display()
+        );
     }
     for c in &r.configs {
         let _ = writeln!(

@@ -26,7 +26,7 @@ use crate::modules::{module_name_from_path, parse_modules_dep};
 use crate::oci::layout::OciLayout;
 use crate::oci::{ImageSource, Platform, ResolvedImage};
 use crate::registry::{Registry, RegistryOptions};
-use crate::state::Tenths;
+use crate::state::{self, Tenths};
 
 /// Default `firmware_dir` to look in: where KMM images keep firmware
 /// (`firmwarePath` copies from there).
@@ -111,8 +111,8 @@ pub fn run(opts: &cli::VerifyOpts) -> Result<ExitCode> {
     }
     let [ok, warn, fail] = checks.counts;
     println!(
-        "verify: {} checks: {ok} ok, {warn} warn, {fail} FAIL",
-        ok + warn + fail
+        "verify: {}: {ok} ok, {warn} warn, {fail} FAIL",
+        state::count(ok + warn + fail, "check")
     );
     Ok(if checks.failed() > 0 {
         ExitCode::from(1)
@@ -171,7 +171,7 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
         Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),
         None => {
-            let mut ro = registry_options(cfg);
+            let mut ro = registry_options(cfg, opts.retry_for.unwrap_or(RETRY_FOR_SECS));
             ro.insecure = insecure;
             ro.insecure_skip_tls_verify = skip_verify;
             Box::new(Registry::new(ro)?)
@@ -197,10 +197,11 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     checks.ok(
         "image",
         format!(
-            "{reference} is {} from {} ({n} layers, {} KiB, verified in {}s)",
+            "{reference} is {} from {} ({}, {}, verified in {}s)",
             resolved.digest,
             resolved.source,
-            total >> 10,
+            state::count(n, "layer"),
+            state::size(total),
             Tenths::of(t0.elapsed())
         ),
     );
@@ -236,8 +237,16 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     Ok(())
 }
 
-fn registry_options(cfg: &NodeConfig) -> RegistryOptions {
-    let mut opts = RegistryOptions::node_defaults(cfg, Instant::now() + Duration::from_secs(600));
+/// `verify`'s default retry budget: an interactive or CI command should
+/// fail in seconds on an unreachable registry, not spend the node's 15
+/// minutes (a node must ride out DNS and network that come up late; a
+/// workstation has no such excuse). `--retry-for SECS` gives more.
+pub const RETRY_FOR_SECS: u64 = 20;
+
+fn registry_options(cfg: &NodeConfig, retry_for: u64) -> RegistryOptions {
+    let mut opts =
+        RegistryOptions::node_defaults(cfg, Instant::now() + Duration::from_secs(retry_for));
+    opts.budget_spent = format!("verify retries for {retry_for} s; `--retry-for SECS` allows more");
     // A workstation's own logins (podman, docker), after the config's.
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
         opts.auth_files
@@ -348,8 +357,8 @@ fn check_kernel(
         checks.ok(
             &tag("modules.dep"),
             format!(
-                "{} modules, every file and dependency present",
-                entries.len()
+                "{}, every file and dependency present",
+                state::count(entries.len(), "module")
             ),
         );
     } else {
@@ -447,7 +456,7 @@ fn check_kernel(
     if bad.is_empty() {
         checks.ok(
             &tag("vermagic"),
-            format!("{} modules built for {kver}", modules.len()),
+            format!("{} built for {kver}", state::count(modules.len(), "module")),
         );
     } else {
         checks.fail(
@@ -486,7 +495,10 @@ fn check_kernel(
             if present == 0 {
                 "no module asks for firmware".to_string()
             } else {
-                format!("{present} files the modules ask for are in {fw_dir}")
+                format!(
+                    "the modules ask for {}: all in {fw_dir}",
+                    state::count(present, "file")
+                )
             },
         );
     } else {
@@ -516,7 +528,7 @@ fn check_kernel(
     if unsigned.is_empty() {
         checks.ok(
             &tag("signatures"),
-            format!("all {} modules signed", signed.len()),
+            format!("{}, all signed", state::count(signed.len(), "module")),
         );
     } else {
         checks.warn(

@@ -80,6 +80,11 @@ fn publishes_exact_tree_then_does_nothing() {
         err.contains(&format!("published registry.test/acme/drv:v1 ({digest})")),
         "{err}"
     );
+    // A small image is not "0 MiB downloaded".
+    assert!(
+        err.contains(" KiB downloaded in ") && err.contains(" KiB extracted alongside"),
+        "{err}"
+    );
 
     // sd_notify: progress STATUS lines, then READY=1 with the summary.
     let mut msgs = Vec::new();

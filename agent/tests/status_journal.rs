@@ -129,4 +129,30 @@ fn pull_sends_fields_and_message_ids() {
     assert_eq!(msgs[1]["MESSAGE_ID"], PULL_SUMMARY);
     assert_eq!(msgs[1]["PRIORITY"], "3");
     assert_eq!(msgs[1]["KMM_DAY1_RESULT"], "failed");
+    // The error once, on the config's line; the summary names the config
+    // without repeating it, and neither says "pull for kernel" twice.
+    let error = &msgs[0]["MESSAGE"];
+    assert!(
+        error.starts_with("drv: pull failed: ") && error.contains("registry.test/acme/drv:v9"),
+        "{error}"
+    );
+    let summary = &msgs[1]["MESSAGE"];
+    assert!(
+        summary.starts_with(&format!("pull for kernel {kver} in "))
+            && summary.ends_with("s: drv: failed (the error is on the line above)"),
+        "{summary}"
+    );
+    for m in &msgs {
+        assert!(
+            m["MESSAGE"].matches("pull for kernel").count() <= 1,
+            "{m:?}"
+        );
+    }
+    let pulled: serde_json::Value =
+        serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
+    assert_eq!(
+        format!("drv: pull failed: {}", pulled["message"].as_str().unwrap()),
+        *error,
+        "pull.json holds the same error"
+    );
 }

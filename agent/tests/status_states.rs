@@ -241,7 +241,7 @@ fn every_state_with_text_json_and_exit_code() {
 
 #[test]
 fn failed_pull_guard_and_no_mapping() {
-    let Some((work, kver, _debian, layout)) = setup("guard") else {
+    let Some((work, kver, debian, layout)) = setup("guard") else {
         return;
     };
     let sys = work.0.join("sys");
@@ -263,6 +263,53 @@ fn failed_pull_guard_and_no_mapping() {
         c["next_action"].as_str().unwrap().starts_with("retry pull"),
         "{text}"
     );
+
+    // Faults of the image itself cannot heal by retrying: a module the
+    // image lacks, no tree for this kernel, modules built for another
+    // kernel (a tree named 6.1.0-99-amd64 holding Debian's real modules).
+    let wrong = "6.1.0-99-amd64";
+    verify_common::image(
+        &layout,
+        "vermagic",
+        &debian,
+        wrong,
+        &verify_common::MODULES,
+        &[],
+    );
+    for (tag, toml, kernel) in [
+        ("missing", "modules = [\"sfc\"]\n", kver.as_str()),
+        ("otherkernel", "modules = [\"vrf\"]\n", wrong),
+        ("vermagic", "modules = [\"vrf\"]\n", wrong),
+    ] {
+        let image_tag = if tag == "vermagic" { "vermagic" } else { "v1" };
+        let node = Node::new(
+            &work.0.join(tag),
+            &format!("image = \"registry.test/acme/drv:{image_tag}\"\n{toml}"),
+        );
+        let out = node.pull(kernel, &layout, None);
+        if tag == "vermagic" {
+            assert!(
+                stderr(&out).contains("was built for kernel"),
+                "{}",
+                stderr(&out)
+            );
+        }
+        assert!(!out.status.success(), "{tag}");
+        let pulled: serde_json::Value =
+            serde_json::from_slice(&fs::read(node.store.join("drv/pull.json")).unwrap()).unwrap();
+        assert_eq!(pulled["image_defect"], true, "{tag}");
+        let (code, v, text) = both(&node, kernel, &sys);
+        assert_eq!(code, 2, "{text}");
+        let c = &v["configs"][0];
+        assert_eq!(c["state"], "failed", "{text}");
+        let next = c["next_action"].as_str().unwrap();
+        assert!(
+            next.starts_with("fix the image (see last pull)"),
+            "{tag}: {text}"
+        );
+        assert!(!next.contains("retry"), "{tag}: {text}");
+        assert!(text.contains("  next:     fix the image"), "{text}");
+    }
 
     // The reboot guard: one reboot already counted for this kernel, the
     // limit is one, and a new tree arrives. `systemctl` is a stub that
@@ -432,4 +479,141 @@ fn json_shape_is_pinned() {
             "docs/status.md does not document `{k}`"
         );
     }
+}
+
+/// A node without any config is not healthy: the MachineConfig never
+/// reached it (or `--config-dir` is wrong). Its own state and exit code 3.
+#[test]
+fn no_configs_is_unconfigured_not_ok() {
+    let work = Scratch::new("noconfig");
+    let node = Node {
+        config_dir: work.0.join("does-not-exist"),
+        store: work.0.join("store"),
+    };
+    let sys = work.0.join("sys");
+    let (code, v, text) = both(&node, "6.1.0-1-amd64", &sys);
+    assert_eq!(code, 3, "{text}");
+    assert_eq!(v["health"], "unconfigured");
+    assert_eq!(v["configs"].as_array().unwrap().len(), 0);
+    assert!(
+        text.starts_with("kernel 6.1.0-1-amd64: unconfigured (exit 3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("no configs in {}", node.config_dir.display())),
+        "{text}"
+    );
+    // An empty config dir is the same.
+    fs::create_dir_all(&node.config_dir).unwrap();
+    let (code, _, _) = both(&node, "6.1.0-1-amd64", &sys);
+    assert_eq!(code, 3);
+}
+
+/// `replace --dry-run` reports `status`'s state, health and exit code for
+/// each config, in every state a real pull leaves behind. Both read the
+/// real /sys here (the dry run has no --sys-root).
+#[test]
+fn dry_run_and_status_agree() {
+    let Some((work, kver, _debian, layout)) = setup("agree") else {
+        return;
+    };
+    let check = |node: &Node, kernel: &str, want_state: Option<&str>, want_code: i32| {
+        let dirs = |cmd: &mut Command| {
+            cmd.arg("--config-dir")
+                .arg(&node.config_dir)
+                .arg("--store")
+                .arg(&node.store)
+                .arg("--kernel-release")
+                .arg(kernel)
+                .env_remove("JOURNAL_STREAM");
+        };
+        let mut st = Command::new(agent());
+        st.args(["status", "--json"]);
+        dirs(&mut st);
+        let st = st.output().unwrap();
+        let mut dry = Command::new(agent());
+        dry.args(["replace", "--dry-run", "--json"]);
+        dirs(&mut dry);
+        let dry = dry.output().unwrap();
+        let (sv, dv): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_slice(&st.stdout).unwrap(),
+            serde_json::from_slice(&dry.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&dry))),
+        );
+        let what = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&st.stdout),
+            String::from_utf8_lossy(&dry.stdout)
+        );
+        assert_eq!(st.status.code(), Some(want_code), "status: {what}");
+        assert_eq!(dry.status.code(), Some(want_code), "dry run: {what}");
+        assert_eq!(dv["exit_code"], want_code, "{what}");
+        assert_eq!(dv["health"], sv["health"], "{what}");
+        if let Some(state) = want_state {
+            assert_eq!(sv["configs"][0]["state"], state, "{what}");
+            assert_eq!(dv["configs"][0]["state"], state, "{what}");
+            assert_eq!(
+                dv["configs"][0]["health"], sv["configs"][0]["health"],
+                "{what}"
+            );
+        }
+        // The text says the same.
+        let mut t = Command::new(agent());
+        t.args(["replace", "--dry-run"]);
+        dirs(&mut t);
+        let t = t.output().unwrap();
+        let text = String::from_utf8_lossy(&t.stdout);
+        assert_eq!(t.status.code(), Some(want_code), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "kernel {kernel}: {} (exit {want_code})",
+                sv["health"].as_str().unwrap()
+            )),
+            "{text}"
+        );
+        if let Some(state) = want_state {
+            assert!(text.contains(&format!("drv: {state} (")), "{text}");
+        }
+    };
+    // No config at all.
+    let none = Node {
+        config_dir: work.0.join("none"),
+        store: work.0.join("none-store"),
+    };
+    check(&none, &kver, None, 3);
+    // Nothing pulled yet.
+    let node = Node::new(&work.0.join("a"), CFG);
+    check(&node, &kver, Some("pending"), 1);
+    // A pull that failed on the image: no tree for this kernel.
+    let other = "6.1.0-99-amd64";
+    assert!(!node.pull(other, &layout, None).status.success());
+    check(&node, other, Some("failed"), 2);
+    // Pulled, not loaded (this machine does not run Debian's vrf build).
+    let out = node.pull(&kver, &layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(&node, &kver, Some("pulled"), 1);
+    // No mapping for this kernel.
+    let node = Node::new(
+        &work.0.join("c"),
+        "modules = [\"vrf\"]\n[[kernel_mappings]]\nliteral = \"5.14.0-1.el9.x86_64\"\nimage = \"registry.test/a:1\"\n",
+    );
+    check(&node, &kver, Some("no-mapping"), 0);
+}
+
+/// The config that cannot be resolved is named where it is, not as
+/// /etc/kmm-day1/<name>.toml, under --config-dir.
+#[test]
+fn an_unresolvable_config_is_named_in_its_own_dir() {
+    let work = Scratch::new("garbage");
+    let node = Node::new(&work.0, CFG);
+    let (code, v, text) = both(&node, "garbage", &work.0.join("sys"));
+    assert_eq!(code, 2, "{text}");
+    let next = v["configs"][0]["next_action"].as_str().unwrap();
+    assert_eq!(
+        next,
+        format!(
+            "blocked: the config cannot be resolved for kernel garbage: fix {}",
+            node.config_dir.join("drv.toml").display()
+        )
+    );
+    assert!(!text.contains("/etc/kmm-day1"), "{text}");
 }

@@ -66,13 +66,13 @@ fn good_image_passes_and_each_defect_fails_its_line() {
             "ok   module macvtap [{kver}]: extra/macvtap.ko, needs extra/macvlan.ko extra/tap.ko"
         ),
         format!("ok   vermagic [{kver}]: 5 modules built for {kver}"),
-        format!("ok   firmware [{kver}]: 1 files the modules ask for are in /firmware"),
+        format!("ok   firmware [{kver}]: the modules ask for 1 file: all in /firmware"),
     ] {
         assert!(text.contains(&want), "missing `{want}` in:\n{text}");
     }
     // Debian signs its modules; the line says which, as kmod sees it.
     let signer = verify_common::modinfo("signer", &debian.join(verify_common::MODULES[0]));
-    let sig_line = format!("ok   signatures [{kver}]: all 5 modules signed");
+    let sig_line = format!("ok   signatures [{kver}]: 5 modules, all signed");
     assert_eq!(text.contains(&sig_line), !signer.is_empty(), "{text}");
     assert!(text.ends_with("0 FAIL\n"), "{text}");
 
@@ -221,5 +221,85 @@ fn verifies_from_the_real_registry() {
     assert!(
         text.contains(&format!("ok   module tehuti [{kver}]: extra/tehuti.ko")),
         "{text}"
+    );
+}
+
+/// `verify` against an unreachable registry (a closed loopback port:
+/// connection refused) gives up within its own short budget and says so,
+/// with the flag for more; it used to spend the node's 15 minutes.
+#[test]
+fn an_unreachable_registry_fails_within_verify_s_short_budget() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let image = format!("127.0.0.1:{port}/acme/drv:v1");
+    let attempts = |text: &str| -> u32 {
+        let rest = text
+            .split("giving up after ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{text}"));
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    let t0 = std::time::Instant::now();
+    let (code, text) = verify(None, &image, &["--insecure"]);
+    let took = t0.elapsed();
+    assert_eq!(code, 1, "{text}");
+    let line = fails(&text).join("\n");
+    assert!(line.starts_with("FAIL image:"), "{text}");
+    assert!(
+        line.contains(&format!("cannot connect to 127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(
+        line.contains("(verify retries for 20 s; `--retry-for SECS` allows more)"),
+        "{text}"
+    );
+    // Backoff of 1, 2, 4, 8 s (jittered, half to all of each): a 20 s budget
+    // is 5 or 6 attempts; the bounds leave room for a slow machine. The wall-time bound is generous on purpose.
+    let n = attempts(&line);
+    assert!((2..=6).contains(&n), "{n} attempts: {text}");
+    assert!(took.as_secs() < 120, "took {took:?}");
+
+    // --retry-for 0: one attempt, no retry.
+    let (code, text) = verify(None, &image, &["--insecure", "--retry-for", "0"]);
+    assert_eq!(code, 1, "{text}");
+    assert_eq!(attempts(&text), 1, "{text}");
+    assert!(
+        text.contains("giving up after 1 attempt (verify retries for 0 s;"),
+        "{text}"
+    );
+
+    // The flag sets the budget: 3 s is 2 or 3 attempts, fewer than 20 s's.
+    let (_, text) = verify(None, &image, &["--insecure", "--retry-for", "3"]);
+    assert!(text.contains("(verify retries for 3 s;"), "{text}");
+    assert!(attempts(&text) < n, "{text}");
+
+    let out = Command::new(agent())
+        .args(["verify", "--image", &image, "--retry-for", "soon"])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--retry-for `soon`: expected a number of seconds (e.g. 60)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A missing --config file: one line, the OS's reason once.
+#[test]
+fn a_missing_config_file_is_one_clear_line() {
+    let out = Command::new(agent())
+        .args(["verify", "--config", "/nonexistent/kmm-day1-test.toml"])
+        .env_remove("JOURNAL_STREAM")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim_end(),
+        "error: /nonexistent/kmm-day1-test.toml: cannot read: No such file or directory (os error 2)"
     );
 }

@@ -31,11 +31,12 @@ pub const KUBELET_AUTH_FILE: &str = "/var/lib/kubelet/config.json";
 /// Why a config (or a value derived from it) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
+    // The OS error is in the message and deliberately not a `#[source]`:
+    // callers print the whole chain (`{:#}`), which printed it twice.
+    #[error("{path}: cannot read: {cause}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}:{line}:{column}: {message}")]
     Parse {
@@ -362,9 +363,9 @@ impl NodeConfig {
 
     /// Read and validate `path`; the config's name is the file's stem.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse(path, &text)
     }
@@ -692,18 +693,18 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(String, NodeConfig)>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
+        Err(cause) => {
             return Err(ConfigError::Read {
                 path: dir.to_path_buf(),
-                source,
+                cause,
             })
         }
     };
     let mut paths = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| ConfigError::Read {
+        let entry = entry.map_err(|cause| ConfigError::Read {
             path: dir.to_path_buf(),
-            source,
+            cause,
         })?;
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "toml") {

@@ -57,15 +57,34 @@ mod tests {
     fn pull_unit_waits_for_network_and_pivot() {
         assert_eq!(
             directive(&PULL, "After"),
-            ["network-online.target machine-config-daemon-firstboot.service"]
+            [
+                "network-online.target machine-config-daemon-firstboot.service",
+                "sysinit.target basic.target"
+            ]
         );
         assert_eq!(directive(&PULL, "Wants"), ["network-online.target"]);
+        // Every ordering line: nothing is ordered before the pull but
+        // shutdown (docs/timeline.md, "Boot ordering").
+        assert_eq!(directive(&PULL, "Before"), ["shutdown.target"]);
+        assert_eq!(directive(&PULL, "Requires"), ["sysinit.target"]);
+        assert_eq!(directive(&PULL, "Conflicts"), ["shutdown.target"]);
         assert_eq!(
             directive(&PULL, "ConditionPathExists"),
             ["!/etc/ignition-machine-config-encapsulated.json"]
         );
         assert_eq!(directive(&PULL, "EnvironmentFile"), ["-/etc/mco/proxy.env"]);
         assert_eq!(directive(&PULL, "TimeoutSec"), ["900"]);
+    }
+
+    /// multi-user.target does not wait for the pull: a target orders
+    /// itself after the units it wants unless they have
+    /// DefaultDependencies=no (systemd.target(5)), and with the registry
+    /// down the pull takes up to TimeoutSec=900.
+    #[test]
+    fn the_boot_does_not_wait_for_the_pull() {
+        assert_eq!(directive(&PULL, "DefaultDependencies"), ["no"]);
+        // Still started at every boot, by multi-user.target.
+        assert_eq!(directive(&PULL, "WantedBy"), ["multi-user.target"]);
     }
 
     #[test]

@@ -510,3 +510,74 @@ fn gzip_multi_member_zstd_and_plain_layers() {
     );
     assert!(e.contains("tar+bzip2` is not supported"), "{e}");
 }
+
+/// `umoci insert` (Debian 12's umoci 0.4.7) ends its layers right after the
+/// last entry's data: no padding to 512 bytes, no end-of-archive blocks.
+/// That is a clean end (as for Go's archive/tar); an end anywhere inside an
+/// entry is not.
+#[test]
+fn a_tar_without_its_footer_ends_cleanly_after_a_whole_entry() {
+    let s = Scratch::new("footer");
+    // "aaaa" ends 4 bytes into the last data block (padding lacking);
+    // the 512-byte file ends on a block boundary (nothing lacking).
+    for (last, len) in [("aaaa".to_string(), 4), ("b".repeat(512), 512)] {
+        let tar = Layer::new()
+            .dir(&format!("{K}/"))
+            .file(&format!("{K}/a.ko"), &last)
+            .bytes();
+        // Header of the dir, header of the file, then its data.
+        let cut = 512 + 512 + len;
+        assert!(
+            tar[cut..].iter().all(|&b| b == 0),
+            "only padding and footer are cut"
+        );
+        let _ = fs::remove_dir_all(s.dest());
+        fs::create_dir_all(s.dest()).unwrap();
+        let sum = run(&s, &[tar[..cut].to_vec()]).unwrap();
+        assert_eq!((sum.files, sum.bytes), (1, len as u64), "{len}");
+        assert_eq!(
+            fs::read_to_string(s.dest().join("lib/modules/6.1.0-1-amd64/a.ko")).unwrap(),
+            last
+        );
+        // Half the footer, or only the padding, is a clean end too.
+        for keep in [cut.next_multiple_of(512), cut.next_multiple_of(512) + 512] {
+            let _ = fs::remove_dir_all(s.dest());
+            fs::create_dir_all(s.dest()).unwrap();
+            run(&s, &[tar[..keep].to_vec()]).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_tar_cut_inside_an_entry_is_refused() {
+    let s = Scratch::new("cut");
+    let big = "c".repeat(1024);
+    let tar = Layer::new()
+        .file(&format!("{K}/a.ko"), "aaaa")
+        .file("usr/skipped", &big)
+        .file(&format!("{K}/b.ko"), &big)
+        .bytes();
+    // Offsets: a.ko header 0, data 512; usr/skipped header 1024, data
+    // 1536..2560; b.ko header 2560, data 3072..4096.
+    for cut in [
+        100,  // inside the first header
+        514,  // inside a.ko's data
+        600,  // inside a.ko's padding
+        1536, // after usr/skipped's header, on a block boundary: its data is missing
+        2048, // inside usr/skipped's data (read past, not extracted), on a boundary
+        2600, // inside b.ko's header
+        3584, // inside b.ko's data, on a block boundary
+        4000, // inside b.ko's data
+    ] {
+        let _ = fs::remove_dir_all(s.dest());
+        fs::create_dir_all(s.dest()).unwrap();
+        let e = run(&s, &[tar[..cut].to_vec()]).map(|_| ()).unwrap_err();
+        // The image's own fault: `status` says to fix it, not to retry.
+        assert!(is_defect(&e), "cut at {cut}: {e:#}");
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("the layer ends inside a tar entry") || e.contains("is truncated"),
+            "cut at {cut}: {e}"
+        );
+    }
+}

@@ -56,6 +56,7 @@ fn options(dir: &Path, secs: u64) -> RegistryOptions {
             variant: None,
         },
         deadline: Instant::now() + Duration::from_secs(secs),
+        budget_spent: "the test's budget is spent".to_string(),
     }
 }
 

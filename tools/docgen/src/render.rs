@@ -101,8 +101,8 @@ pub fn man(a: &Agent) -> String {
     }
     out.push_str(
         ".SH EXIT STATUS\n\\fBpull\\fR and \\fBreplace\\fR exit 0 on success and 1 when any config failed \
-         (the other configs are still processed). \\fBstatus\\fR exits 0 when every config is fine, \
-         1 when one is degraded, 2 when one failed. \\fBverify\\fR exits 1 when any check fails.\n\
+         (the other configs are still processed). \\fBstatus\\fR and \\fBreplace \\-\\-dry\\-run\\fR exit 0 when every config is fine, \
+         1 when one is degraded, 2 when one failed, 3 when there is no config at all. \\fBverify\\fR exits 1 when any check fails.\n\
          .SH FILES\n.TP\n\\fI/etc/kmm\\-day1/*.toml\\fR\nNode configs, one per MachineConfig.\n\
          .TP\n\\fI/var/lib/kmm\\-day1/\\fR\nThe store: pulled module trees, \\fIpull.json\\fR and \\fIreplace.json\\fR per config.\n\
          .TP\n\\fI/usr/local/bin/kmm\\-day1\\-agent\\fR\nWhere the MachineConfig installs the agent.\n\

@@ -16,7 +16,9 @@ kmt_eq "and records that it waits for pull" waiting-for-pull "$(kmt_json $STATE 
 kmt_eq "the in-tree dummy is untouched" "<missing>" "$(kmt_read /sys/module/dummy/version)"
 
 cp -a /opt/kmmtest/store/. $S/
-kmt_run "replace --dry-run succeeds" $A replace --dry-run
+kmt_capture $A replace --dry-run
+kmt_eq "replace --dry-run exits 1 like status on a pulled, not yet swapped, node" 1 "$KMT_RC"
+kmt_match "the dry run reports status's state" 'kmmtest: pulled \(degraded\)' "$KMT_OUT"
 kmt_match "the plan removes the in-tree dummy" 'remove:.* dummy' "$KMT_OUT"
 kmt_before "the plan loads kmmtest_dep before kmmtest_user" ' kmmtest_dep ' ' kmmtest_user ' "$KMT_OUT"
 kmt_eq "the dry run changed nothing" "<missing>" "$(kmt_read /sys/module/dummy/version)"
@@ -51,6 +53,8 @@ while read -r m sv; do
     kmt_match "status shows $m's image and running srcversion, both the .ko's" \
         "module: +$m image srcversion $sv, running $sv \(sysfs\)" "$KMT_OUT"
 done </opt/kmmtest/expect/srcversions
+kmt_run "replace --dry-run exits 0 like status on a swapped node" $A replace --dry-run
+kmt_match "the dry run reports status's state" 'kmmtest: loaded \(ok\)' "$KMT_OUT"
 kmt_run "status --json exits 0" $A status --json
 printf '%s' "$KMT_OUT" >/tmp/status.json
 kmt_eq "status --json: state" loaded "$(kmt_json /tmp/status.json state)"
