@@ -283,19 +283,53 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// A source file without its test code: everything from the first
-/// `#[cfg(test)]` on, except an out-of-line `#[cfg(test)] mod tests;`,
-/// after which the file's code goes on (extract.rs, registry.rs).
+/// A source file without its test code. An inline `#[cfg(test)] mod … {`
+/// is the file's test module and runs to its end; an out-of-line
+/// `#[cfg(test)] mod tests;` is skipped and the file's code goes on
+/// (extract.rs, registry.rs); any other `#[cfg(test)]` item (a `use`, a
+/// statement, a test-only fn: http.rs, log.rs) is skipped to its `;` or the
+/// end of its braces, and the code after it counts.
 fn non_test_code(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(at) = rest.find("#[cfg(test)]") {
         out.push_str(&rest[..at]);
-        let after = &rest[at + "#[cfg(test)]".len()..];
-        match after.trim_start().strip_prefix("mod tests;") {
-            Some(more) => rest = more,
-            None => return out,
+        let after = rest[at + "#[cfg(test)]".len()..].trim_start();
+        let item = after
+            .strip_prefix("pub(crate) ")
+            .or_else(|| after.strip_prefix("pub "))
+            .unwrap_or(after);
+        if let Some(more) = item.strip_prefix("mod tests;") {
+            rest = more;
+            continue;
         }
+        let semi = after.find(';').unwrap_or(after.len());
+        let brace = after.find('{').unwrap_or(after.len());
+        if item.starts_with("mod ") && brace < semi {
+            return out;
+        }
+        rest = if semi < brace {
+            &after[(semi + 1).min(after.len())..]
+        } else {
+            // Past the matching closing brace (naive: braces in strings of
+            // a test-only item would confuse it; none has any).
+            let mut depth = 0usize;
+            let mut end = after.len();
+            for (i, c) in after.char_indices().skip(brace) {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            &after[end..]
+        };
     }
     out.push_str(rest);
     out

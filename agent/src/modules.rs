@@ -455,9 +455,392 @@ pub fn read_holders(dir: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
+// ------------------------------------------------------------ tree checks
+
+/// Which modules of an image's tree [`check_tree`] examines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The configured modules and what they need: what a node loads
+    /// (`pull` refuses an image only for these).
+    Loads,
+    /// Every module of the tree (`verify` reports them all).
+    Whole,
+}
+
+/// What a finding is about: one line of `verify`'s report each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// `<module_root>/lib/modules/<kver>` itself.
+    Tree,
+    /// `modules.dep` is not there: nothing else can be checked.
+    NoModulesDep,
+    /// `modules.dep`: every path inside the tree and present.
+    ModulesDep,
+    /// A configured module: named in `modules.dep`.
+    Module(String),
+    /// Every examined module built for this kernel.
+    Vermagic,
+}
+
+impl Check {
+    pub fn label(&self) -> String {
+        match self {
+            Check::Tree => "tree".into(),
+            Check::NoModulesDep | Check::ModulesDep => "modules.dep".into(),
+            Check::Module(m) => format!("module {m}"),
+            Check::Vermagic => "vermagic".into(),
+        }
+    }
+
+    /// What to do about this check's problems, after them (with its `: `,
+    /// so the line's text is all in literals: tests/docs.rs reads them).
+    fn advice(&self, root: &str, kver: &str) -> Option<String> {
+        match self {
+            Check::Tree => Some(": build it for this kernel or fix kernel_mappings".into()),
+            Check::NoModulesDep => {
+                Some(format!(": build the image with `depmod -b {root} {kver}`"))
+            }
+            Check::ModulesDep => Some(format!(": rebuild it with `depmod -b {root} {kver}`")),
+            Check::Module(_) => None,
+            Check::Vermagic => Some(format!(": rebuild them against kernel {kver}'s headers")),
+        }
+    }
+}
+
+/// One problem of an image's module tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub check: Check,
+    pub problem: String,
+    /// About a file a node would load (a configured module or one it needs).
+    pub loads: bool,
+}
+
+/// One module file of the tree, with what its `.modinfo` says.
+#[derive(Debug)]
+pub struct TreeModule {
+    /// Its `modules.dep` path, relative to the tree.
+    pub rel: String,
+    pub info: Option<crate::modinfo::ModInfo>,
+}
+
+/// What [`check_tree`] found in `<root>/lib/modules/<kver>` of an extracted image.
+#[derive(Debug)]
+pub struct TreeCheck {
+    /// `<module_root>/lib/modules/<kver>` as the image names it, for messages.
+    pub place: String,
+    pub module_root: String,
+    pub kver: String,
+    /// The `modules.dep` lines, in file order.
+    pub entries: Vec<(String, Vec<String>)>,
+    /// The examined module files (in the scope), inside the tree and present.
+    pub modules: Vec<TreeModule>,
+    /// Each configured module and its `modules.dep` line, if it has one.
+    pub configured: Vec<(String, Option<usize>)>,
+    pub findings: Vec<Finding>,
+    /// False when the tree itself or its `modules.dep` is missing: nothing
+    /// else could be checked.
+    pub complete: bool,
+}
+
+impl TreeCheck {
+    /// The first problem a node would load, as one line: what `pull`
+    /// refuses the image with.
+    pub fn first_refusal(&self) -> Option<String> {
+        let f = self.findings.iter().find(|f| f.loads)?;
+        Some(self.line(&f.check, std::slice::from_ref(&f.problem)))
+    }
+
+    /// `<check> [<kver>]: <problems>: <advice>`: one line of `verify`'s
+    /// report, and the text of `pull`'s refusal.
+    pub fn line(&self, check: &Check, problems: &[String]) -> String {
+        let mut s = format!("{} [{}]: {}", check.label(), self.kver, problems.join("; "));
+        if let Some(a) = check.advice(&self.module_root, &self.kver) {
+            s.push_str(&a);
+        }
+        s
+    }
+
+    /// The problems of `check`, in the order found.
+    pub fn problems(&self, check: &Check) -> Vec<String> {
+        self.findings
+            .iter()
+            .filter(|f| f.check == *check)
+            .map(|f| f.problem.clone())
+            .collect()
+    }
+}
+
+/// `modules.dep` names a path outside the tree (`replace` loads what it names).
+fn leaves_tree(p: &str) -> bool {
+    p.starts_with('/') || p.split('/').any(|c| c == "..")
+}
+
+/// Check the module tree of an image extracted to `extracted` (the root
+/// whose `lib/modules/<kver>` is the image's `<module_root>/lib/modules/<kver>`):
+/// it exists, its `modules.dep` names only files inside the tree that are
+/// there, each of `modules` is in it, and the examined modules were built
+/// for `kver`. One check for `pull` (which refuses at the first finding
+/// about what a node loads) and `verify` (which reports every finding).
+/// `kernels_seen`: the kernel trees the image has, for the message when
+/// this one is missing. Only I/O failures of the extracted files are errors.
+pub fn check_tree(
+    extracted: &Path,
+    module_root: &str,
+    kver: &str,
+    modules: &[String],
+    kernels_seen: &std::collections::BTreeSet<String>,
+    scope: Scope,
+) -> Result<TreeCheck> {
+    let root = module_root.trim_end_matches('/');
+    let place = format!("{root}/lib/modules/{kver}");
+    let mdir = extracted.join("lib/modules").join(kver);
+    let mut out = TreeCheck {
+        place: place.clone(),
+        module_root: root.to_string(),
+        kver: kver.to_string(),
+        entries: Vec::new(),
+        modules: Vec::new(),
+        configured: Vec::new(),
+        findings: Vec::new(),
+        complete: false,
+    };
+    let mut found: Vec<Finding> = Vec::new();
+    let mut find = |check: Check, problem: String, loads: bool| {
+        found.push(Finding {
+            check,
+            problem,
+            loads,
+        })
+    };
+    if !mdir.is_dir() {
+        let has = if kernels_seen.is_empty() {
+            "none".to_string()
+        } else {
+            kernels_seen.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
+        find(
+            Check::Tree,
+            format!("the image has no {place} (its kernel trees: {has})"),
+            true,
+        );
+        out.findings = found;
+        return Ok(out);
+    }
+    let dep_path = mdir.join("modules.dep");
+    let text = match fs::read_to_string(&dep_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            find(
+                Check::NoModulesDep,
+                format!("the image has no {place}/modules.dep"),
+                true,
+            );
+            out.findings = found;
+            return Ok(out);
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dep_path.display())),
+    };
+    let entries: Vec<(String, Vec<String>)> = parse_modules_dep(&text)
+        .into_iter()
+        .map(|(p, d)| (p.to_string(), d.into_iter().map(str::to_string).collect()))
+        .collect();
+
+    // The configured modules, by kmod's name rule (file name up to the
+    // first dot, canonical), and the files a node loads for them.
+    let mut load_set: Vec<&str> = Vec::new();
+    for m in modules {
+        let want = module_name_canonical(m);
+        let idx = entries
+            .iter()
+            .position(|(p, _)| module_name_from_path(p) == want);
+        match idx {
+            Some(i) => {
+                let (path, deps) = &entries[i];
+                for f in std::iter::once(path).chain(deps) {
+                    if !load_set.contains(&f.as_str()) {
+                        load_set.push(f);
+                    }
+                }
+            }
+            None => {
+                let names: Vec<String> = entries
+                    .iter()
+                    .map(|(p, _)| module_name_from_path(p))
+                    .take(20)
+                    .collect();
+                find(
+                    Check::Module(m.clone()),
+                    format!(
+                        "not in {place}/modules.dep (it lists: {})",
+                        if names.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                    true,
+                );
+            }
+        }
+        out.configured.push((m.clone(), idx));
+    }
+    let loads = |f: &str| load_set.contains(&f);
+
+    // Every path inside the tree and present; in the whole tree, every
+    // dependency a module with a line of its own.
+    let listed: std::collections::BTreeSet<&str> =
+        entries.iter().map(|(p, _)| p.as_str()).collect();
+    let mut files: Vec<(&str, Option<&str>)> = Vec::new(); // (file, needed by)
+    match scope {
+        // A path leaving the tree is the worst a node could be asked to
+        // load: it comes first, so `pull` names it before a missing file.
+        Scope::Loads => {
+            let (out_of_tree, inside): (Vec<&str>, Vec<&str>) =
+                load_set.iter().partition(|f| leaves_tree(f));
+            files.extend(out_of_tree.into_iter().chain(inside).map(|f| (f, None)));
+        }
+        Scope::Whole => {
+            for (path, deps) in &entries {
+                files.push((path, None));
+                files.extend(deps.iter().map(|d| (d.as_str(), Some(path.as_str()))));
+            }
+        }
+    }
+    let mut dep_problems: Vec<(String, bool)> = Vec::new();
+    for (f, needed_by) in &files {
+        let problem = if leaves_tree(f) {
+            format!("`{f}` is outside the module tree")
+        } else if !mdir.join(f).is_file() {
+            format!("`{f}` is listed but missing")
+        } else if let (Some(by), false) = (needed_by, listed.contains(f)) {
+            format!("`{f}` (needed by {by}) has no line of its own")
+        } else {
+            continue;
+        };
+        // A node never loads a dependency through a line of its own, so
+        // that problem alone is verify's, not a reason to refuse.
+        let refuse = loads(f) && !problem.ends_with("has no line of its own");
+        if !dep_problems.iter().any(|(p, _)| *p == problem) {
+            dep_problems.push((problem, refuse));
+        }
+    }
+    for (problem, refuse) in dep_problems {
+        find(Check::ModulesDep, problem, refuse);
+    }
+
+    // vermagic of every examined module file that is there.
+    let examined: Vec<&str> = match scope {
+        Scope::Loads => load_set.clone(),
+        Scope::Whole => entries.iter().map(|(p, _)| p.as_str()).collect(),
+    };
+    for rel in examined {
+        if leaves_tree(rel) || !mdir.join(rel).is_file() {
+            continue;
+        }
+        let info = match crate::modinfo::read(&mdir.join(rel)) {
+            Ok(i) => Some(i),
+            Err(
+                e @ (crate::modinfo::ModinfoError::Format { .. }
+                | crate::modinfo::ModinfoError::Decompress { .. }),
+            ) => {
+                find(
+                    Check::Vermagic,
+                    format!("{rel} is not a readable module ({e})"),
+                    loads(rel),
+                );
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(i) = &info {
+            match i.vermagic_release() {
+                Some(v) if v == kver => {}
+                Some(v) => find(
+                    Check::Vermagic,
+                    format!("{rel} was built for kernel {v}, not {kver}"),
+                    loads(rel),
+                ),
+                None => find(
+                    Check::Vermagic,
+                    format!("{rel} has no vermagic: not a loadable module"),
+                    loads(rel),
+                ),
+            }
+        }
+        out.modules.push(TreeModule {
+            rel: rel.to_string(),
+            info,
+        });
+    }
+    out.entries = entries;
+    out.findings = found;
+    out.complete = true;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one tree check `pull` and `verify` share: a module file named
+    /// with several dots is the module kmod names (up to the first dot;
+    /// pull's own rule once took `sfc.v2`), and a problem of a module no node
+    /// loads is reported in the whole tree but refuses nothing.
+    #[test]
+    fn check_tree_names_modules_as_kmod_and_refuses_only_what_loads() {
+        let root = std::env::temp_dir().join(format!("kmm-day1-treecheck-{}", std::process::id()));
+        let k = "6.1.0-1-amd64";
+        let mdir = root.join("lib/modules").join(k);
+        fs::create_dir_all(mdir.join("extra")).unwrap();
+        fs::write(
+            mdir.join("modules.dep"),
+            "extra/sfc.v2.ko: extra/mdio-x.ko\nextra/mdio-x.ko:\nextra/other.ko:\n",
+        )
+        .unwrap();
+        // Not ELF files: a vermagic finding each, about what sfc loads.
+        fs::write(mdir.join("extra/sfc.v2.ko"), b"not a module").unwrap();
+        fs::write(mdir.join("extra/mdio-x.ko"), b"not a module").unwrap();
+        let seen = std::collections::BTreeSet::new();
+        let want = ["sfc".to_string()];
+        let loads = check_tree(&root, "/opt", k, &want, &seen, Scope::Loads).unwrap();
+        assert_eq!(loads.configured, [("sfc".to_string(), Some(0))]);
+        assert!(
+            !loads
+                .findings
+                .iter()
+                .any(|f| matches!(f.check, Check::Module(_))),
+            "{:?}",
+            loads.findings
+        );
+        assert!(!loads
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("other.ko")));
+        let refusal = loads.first_refusal().unwrap();
+        assert!(
+            refusal.starts_with(&format!(
+                "vermagic [{k}]: extra/sfc.v2.ko is not a readable module"
+            )),
+            "{refusal}"
+        );
+        let whole = check_tree(&root, "/opt", k, &want, &seen, Scope::Whole).unwrap();
+        let other: Vec<&Finding> = whole
+            .findings
+            .iter()
+            .filter(|f| f.problem.contains("other.ko"))
+            .collect();
+        assert_eq!(other.len(), 1, "{:?}", whole.findings);
+        assert_eq!(
+            (other[0].problem.as_str(), other[0].loads),
+            ("`extra/other.ko` is listed but missing", false)
+        );
+        assert_eq!(
+            whole.line(&Check::ModulesDep, &whole.problems(&Check::ModulesDep)),
+            format!("modules.dep [{k}]: `extra/other.ko` is listed but missing: rebuild it with `depmod -b /opt {k}`")
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     // Excerpts of Debian 12's 6.1.0 tree, as depmod writes them.
     const DEP: &str = "\

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kmm_day1_config::{module_name_eq, AfterPull, NodeConfig};
+use kmm_day1_config::{AfterPull, NodeConfig};
 
 use crate::blobs;
 use crate::extract::{defect, Caps, Extractor, Filter, Summary};
@@ -19,7 +19,7 @@ use crate::oci::{self, ImageSource, Platform, ResolvedImage};
 use crate::registry::{Registry, RegistryOptions};
 use crate::state::{self, PullResult, PullState, Tenths, TreeMeta};
 use crate::store::Store;
-use crate::{cli, log, modinfo, notify, publish};
+use crate::{cli, log, modules, notify, publish};
 
 /// The pull unit has `TimeoutSec=900`; stop retrying a minute before.
 const BUDGET: Duration = Duration::from_secs(840);
@@ -603,7 +603,9 @@ fn extract_layers(
 }
 
 /// The image must have this kernel's module tree, every configured module in
-/// its `modules.dep`, and modules built for this kernel.
+/// its `modules.dep`, and modules built for this kernel: the first problem
+/// of `modules::check_tree` about what a node loads refuses it (`verify`
+/// reports the same findings, all of them).
 fn check_tree(
     tree: &Path,
     cfg: &NodeConfig,
@@ -611,107 +613,18 @@ fn check_tree(
     reference: &str,
     kernels_seen: &BTreeSet<String>,
 ) -> Result<()> {
-    let mdir = tree.join("lib/modules").join(kver);
-    let where_ = format!(
-        "{}/lib/modules/{kver}",
-        cfg.module_root.trim_end_matches('/')
-    );
-    if !mdir.is_dir() {
-        let has = if kernels_seen.is_empty() {
-            format!(
-                "no kernel at all under {}/lib/modules",
-                cfg.module_root.trim_end_matches('/')
-            )
-        } else {
-            format!(
-                "only {}",
-                kernels_seen.iter().cloned().collect::<Vec<_>>().join(", ")
-            )
-        };
-        defect!("{reference} has no module tree for kernel {kver} ({where_}); it has {has}");
-    }
-    let dep_path = mdir.join("modules.dep");
-    let deps = match fs::read_to_string(&dep_path) {
-        Ok(d) => d,
-        // Absent from the image: its own fault, said without the errno.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => defect!(
-            "{reference} has no {where_}/modules.dep: build the image with `depmod -b {} {kver}`",
-            cfg.module_root
-        ),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dep_path.display())),
-    };
-    let entries = parse_modules_dep(&deps);
-    for m in &cfg.modules {
-        let Some((path, needs)) = entries
-            .iter()
-            .find(|(p, _)| module_name_eq(&module_name(p), m))
-        else {
-            let listed: Vec<String> = entries
-                .iter()
-                .map(|(p, _)| module_name(p))
-                .take(20)
-                .collect();
-            defect!(
-                "{reference}: module `{m}` is not in {where_}/modules.dep (it lists: {})",
-                if listed.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    listed.join(", ")
-                }
-            );
-        };
-        let files: Vec<&String> = std::iter::once(path).chain(needs.iter()).collect();
-        // `replace` loads what modules.dep names: it must stay in the tree.
-        if let Some(bad) = files
-            .iter()
-            .find(|f| f.starts_with('/') || f.split('/').any(|c| c == ".."))
-        {
-            defect!(
-                "{reference}: {where_}/modules.dep names `{bad}`, outside the module tree: rebuild it with `depmod -b`"
-            );
-        }
-        for file in files {
-            let f = mdir.join(file);
-            if !f.is_file() {
-                defect!("{reference}: {where_}/{file} is listed in modules.dep (for `{m}`) but missing from the image");
-            }
-            let info = match modinfo::read(&f) {
-                Ok(i) => i,
-                Err(
-                    e @ (modinfo::ModinfoError::Format { .. }
-                    | modinfo::ModinfoError::Decompress { .. }),
-                ) => defect!("{reference}: {e}"),
-                Err(e) => return Err(e.into()),
-            };
-            match info.vermagic_release() {
-                Some(v) if v == kver => {}
-                Some(v) => defect!(
-                    "{reference}: {where_}/{file} was built for kernel {v}, not {kver} (vermagic `{}`)",
-                    info.vermagic.as_deref().unwrap_or_default().trim()
-                ),
-                None => defect!("{reference}: {where_}/{file} has no vermagic: not a loadable module"),
-            }
-        }
+    let check = modules::check_tree(
+        tree,
+        &cfg.module_root,
+        kver,
+        &cfg.modules,
+        kernels_seen,
+        modules::Scope::Loads,
+    )?;
+    if let Some(refusal) = check.first_refusal() {
+        defect!("{reference}: {refusal}");
     }
     Ok(())
-}
-
-/// `modules.dep` lines: `path: dep dep…`.
-fn parse_modules_dep(text: &str) -> Vec<(String, Vec<String>)> {
-    text.lines()
-        .filter_map(|l| {
-            let (path, deps) = l.split_once(':')?;
-            let deps = deps.split_ascii_whitespace().map(str::to_string).collect();
-            Some((path.trim().to_string(), deps))
-        })
-        .collect()
-}
-
-/// `kernel/drivers/net/sfc/sfc.ko.xz` → `sfc`.
-fn module_name(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let base = base.split(".ko").next().unwrap_or(base);
-    base.to_string()
 }
 
 #[cfg(test)]
@@ -748,8 +661,8 @@ mod tests {
                 "extra/sfc.ko: ../../../../etc/shadow\n",
                 "outside the module tree",
             ),
-            ("extra/sfc.ko:\n", "missing from the image"),
-            ("extra/other.ko:\n", "module `sfc` is not in"),
+            ("extra/sfc.ko:\n", "`extra/sfc.ko` is listed but missing"),
+            ("extra/other.ko:\n", "module sfc [6.1.0-1-amd64]: not in"),
         ] {
             fs::write(mdir.join("modules.dep"), dep).unwrap();
             let e = format!(
@@ -762,26 +675,15 @@ mod tests {
             "{:#}",
             check_tree(&tree, &cfg, "6.1.0-2-amd64", "drv", &seen).unwrap_err()
         );
-        assert!(e.contains("no kernel at all under /opt/lib/modules"), "{e}");
+        assert!(e.contains("its kernel trees: none"), "{e}");
         // No modules.dep: the image's fault, said without an errno.
         fs::remove_file(mdir.join("modules.dep")).unwrap();
         let e = check_tree(&tree, &cfg, k, "drv", &seen).unwrap_err();
         assert!(crate::extract::is_defect(&e));
         assert_eq!(
             format!("{e:#}"),
-            format!("drv has no /opt/lib/modules/{k}/modules.dep: build the image with `depmod -b /opt {k}`")
+            format!("drv: modules.dep [{k}]: the image has no /opt/lib/modules/{k}/modules.dep: build the image with `depmod -b /opt {k}`")
         );
         fs::remove_dir_all(&tree).unwrap();
-    }
-
-    #[test]
-    fn modules_dep_names() {
-        let d = parse_modules_dep(
-            "extra/sfc.ko: kernel/mdio.ko.xz kernel/mtd.ko\nkernel/mdio.ko.xz:\n",
-        );
-        assert_eq!(d.len(), 2);
-        assert_eq!(d[0].1, ["kernel/mdio.ko.xz", "kernel/mtd.ko"]);
-        assert_eq!(module_name(&d[1].0), "mdio");
-        assert_eq!(module_name("a/b/my-mod.ko.zst"), "my-mod");
     }
 }

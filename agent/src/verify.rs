@@ -21,8 +21,7 @@ use kmm_day1_config::{module_name_canonical, ImageRef, NodeConfig};
 use crate::blobs;
 use crate::cli;
 use crate::extract::{Caps, Extractor, Filter};
-use crate::modinfo;
-use crate::modules::{module_name_from_path, parse_modules_dep};
+use crate::modules::{self, Check, Scope, TreeModule};
 use crate::oci::layout::OciLayout;
 use crate::oci::{ImageSource, Platform, ResolvedImage};
 use crate::registry::{Registry, RegistryOptions};
@@ -232,7 +231,7 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
     for (i, k) in kernels.iter().enumerate() {
         let dir = tmp.join(format!("tree-{i}"));
         let (seen, _) = extract(cfg, k, &resolved, &paths, &dir)?;
-        check_kernel(cfg, k, &dir, &seen, checks);
+        check_kernel(cfg, k, &dir, &seen, checks)?;
     }
     Ok(())
 }
@@ -295,178 +294,117 @@ fn extract(
     Ok((summary.kernels_seen, summary.files))
 }
 
-/// One module file of the tree, with what its `.modinfo` says.
-struct Module {
-    rel: String,
-    info: Option<modinfo::ModInfo>,
-}
-
 fn check_kernel(
     cfg: &NodeConfig,
     kver: &str,
     tree: &Path,
     seen: &BTreeSet<String>,
     checks: &mut Checks,
-) {
-    let root = cfg.module_root.trim_end_matches('/');
-    let where_ = format!("{root}/lib/modules/{kver}");
-    let mdir = tree.join("lib/modules").join(kver);
+) -> Result<()> {
+    let found = modules::check_tree(
+        tree,
+        &cfg.module_root,
+        kver,
+        &cfg.modules,
+        seen,
+        Scope::Whole,
+    )?;
     let tag = |c: &str| format!("{c} [{kver}]");
-    if !mdir.is_dir() {
-        let has = if seen.is_empty() {
-            "none".to_string()
+    // Each check's line: the problems `pull` would refuse for (and the rest)
+    // in the same words, or what was found when there are none.
+    let report = |checks: &mut Checks, c: &Check, ok: String| {
+        let problems = found.problems(c);
+        if problems.is_empty() {
+            checks.ok(&tag(&c.label()), ok);
         } else {
-            seen.iter().cloned().collect::<Vec<_>>().join(", ")
-        };
-        checks.fail(
-            &tag("tree"),
-            format!("the image has no {where_} (its kernel trees: {has}): build it for this kernel or fix kernel_mappings"),
-        );
-        return;
-    }
-    let text = match fs::read_to_string(mdir.join("modules.dep")) {
-        Ok(t) => t,
-        Err(_) => {
+            // found.line is `<label> [<kver>]: …`, the check's own tag first.
+            let line = found.line(c, &problems);
+            let tag = tag(&c.label());
             checks.fail(
-                &tag("modules.dep"),
-                format!("{where_}/modules.dep is missing: build the image with `depmod -b {root} {kver}`"),
+                &tag,
+                line.strip_prefix(&format!("{tag}: ")).unwrap_or(&line),
             );
-            return;
         }
     };
-    checks.ok(&tag("tree"), format!("{where_} present"));
-
-    // modules.dep: every path inside the tree and present, every listed
-    // dependency a module of the tree.
-    let entries = parse_modules_dep(&text);
-    let listed: BTreeSet<&str> = entries.iter().map(|(p, _)| *p).collect();
-    let mut dep_problems = Vec::new();
-    for (path, deps) in &entries {
-        for f in std::iter::once(path).chain(deps.iter()) {
-            if f.starts_with('/') || f.split('/').any(|c| c == "..") {
-                dep_problems.push(format!("`{f}` is outside the module tree"));
-            } else if !mdir.join(f).is_file() {
-                dep_problems.push(format!("`{f}` is listed but missing"));
-            } else if f != path && !listed.contains(f) {
-                dep_problems.push(format!("`{f}` (needed by {path}) has no line of its own"));
+    if !found.complete {
+        for c in [Check::Tree, Check::NoModulesDep] {
+            if !found.problems(&c).is_empty() {
+                report(checks, &c, String::new());
             }
         }
+        return Ok(());
     }
-    dep_problems.dedup();
-    if dep_problems.is_empty() {
-        checks.ok(
-            &tag("modules.dep"),
-            format!(
-                "{}, every file and dependency present",
-                state::count(entries.len(), "module")
-            ),
-        );
-    } else {
-        checks.fail(
-            &tag("modules.dep"),
-            format!(
-                "{}: rebuild it with `depmod -b {root} {kver}`",
-                dep_problems.join("; ")
-            ),
-        );
-    }
-
-    let modules: Vec<Module> = entries
-        .iter()
-        .filter(|(p, _)| !p.starts_with('/') && !p.split('/').any(|c| c == ".."))
-        .map(|(p, _)| Module {
-            rel: p.to_string(),
-            info: modinfo::read(&mdir.join(p)).ok(),
-        })
-        .collect();
-    let by_name = |m: &str| {
+    let place = &found.place;
+    report(checks, &Check::Tree, format!("{place} present"));
+    report(
+        checks,
+        &Check::ModulesDep,
+        format!(
+            "{}, every file and dependency present",
+            state::count(found.entries.len(), "module")
+        ),
+    );
+    let info_of = |rel: &str| {
+        found
+            .modules
+            .iter()
+            .find(|x| x.rel == rel)
+            .and_then(|x| x.info.as_ref())
+    };
+    let in_image = |m: &str| {
         let c = module_name_canonical(m);
-        entries.iter().find(|(p, _)| module_name_from_path(p) == c)
+        found
+            .entries
+            .iter()
+            .any(|(p, _)| modules::module_name_from_path(p) == c)
     };
 
     // The configured modules and what they need: the files a node loads.
     let mut needed: BTreeSet<String> = BTreeSet::new();
     if cfg.modules.is_empty() {
         checks.warn(
-            &tag("modules"),
+            &format!("modules [{kver}]"),
             "none named (--module or --config): only the tree was checked",
         );
     }
-    for m in &cfg.modules {
-        match by_name(m) {
-            Some((path, deps)) => {
-                needed.insert(path.to_string());
-                needed.extend(deps.iter().map(|d| d.to_string()));
-                let info = modules
-                    .iter()
-                    .find(|x| x.rel == *path)
-                    .and_then(|x| x.info.as_ref());
-                // `.modinfo depends=` names what modules.dep could not
-                // resolve when depmod saw only the image's modules.
-                let from_host: Vec<&String> = info
-                    .map(|i| i.depends.iter().filter(|d| by_name(d).is_none()).collect())
-                    .unwrap_or_default();
-                let needs = if deps.is_empty() {
-                    String::new()
-                } else {
-                    format!(", needs {}", deps.join(" "))
-                };
-                checks.ok(&tag(&format!("module {m}")), format!("{path}{needs}"));
-                if !from_host.is_empty() {
-                    checks.warn(
-                        &tag(&format!("module {m}")),
-                        format!(
-                            "depends on {} (`.modinfo depends=`), not in the image: it loads only if the node's /lib/modules/{kver} has it",
-                            from_host.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                        ),
-                    );
-                }
-            }
-            None => {
-                let names: Vec<String> = entries
-                    .iter()
-                    .map(|(p, _)| module_name_from_path(p))
-                    .take(20)
-                    .collect();
-                checks.fail(
-                    &tag(&format!("module {m}")),
-                    format!(
-                        "not in {where_}/modules.dep (it lists: {})",
-                        if names.is_empty() {
-                            "nothing".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                );
-            }
+    for (m, idx) in &found.configured {
+        let check = Check::Module(m.clone());
+        let Some((path, deps)) = idx.map(|i| &found.entries[i]) else {
+            report(checks, &check, String::new());
+            continue;
+        };
+        needed.insert(path.to_string());
+        needed.extend(deps.iter().map(|d| d.to_string()));
+        // `.modinfo depends=` names what modules.dep could not resolve
+        // when depmod saw only the image's modules.
+        let from_host: Vec<&String> = info_of(path)
+            .map(|i| i.depends.iter().filter(|d| !in_image(d)).collect())
+            .unwrap_or_default();
+        let needs = if deps.is_empty() {
+            String::new()
+        } else {
+            format!(", needs {}", deps.join(" "))
+        };
+        report(checks, &check, format!("{path}{needs}"));
+        if !from_host.is_empty() {
+            checks.warn(
+                &tag(&check.label()),
+                format!(
+                    "depends on {} (`.modinfo depends=`), not in the image: it loads only if the node's /lib/modules/{kver} has it",
+                    from_host.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
         }
     }
-
-    // vermagic of every module file.
-    let mut bad = Vec::new();
-    for m in &modules {
-        match m.info.as_ref().map(|i| i.vermagic_release()) {
-            Some(Some(v)) if v == kver => {}
-            Some(Some(v)) => bad.push(format!("{} was built for {v}", m.rel)),
-            Some(None) => bad.push(format!("{} has no vermagic", m.rel)),
-            None => bad.push(format!("{} is not a readable module", m.rel)),
-        }
-    }
-    if bad.is_empty() {
-        checks.ok(
-            &tag("vermagic"),
-            format!("{} built for {kver}", state::count(modules.len(), "module")),
-        );
-    } else {
-        checks.fail(
-            &tag("vermagic"),
-            format!(
-                "{}: rebuild them against kernel {kver}'s headers",
-                bad.join("; ")
-            ),
-        );
-    }
+    report(
+        checks,
+        &Check::Vermagic,
+        format!(
+            "{} built for {kver}",
+            state::count(found.modules.len(), "module")
+        ),
+    );
+    let modules = &found.modules;
 
     // Firmware the modules ask for, in the image's firmware dir.
     let fw_dir = cfg
@@ -475,7 +413,7 @@ fn check_kernel(
         .unwrap_or_else(|| DEFAULT_FIRMWARE_DIR.to_string());
     let fw_root = tree.join("firmware");
     let (mut missing_needed, mut missing_other, mut present) = (Vec::new(), Vec::new(), 0);
-    for m in &modules {
+    for m in modules {
         for f in m.info.iter().flat_map(|i| i.firmware.iter()) {
             let ok = !f.starts_with('/')
                 && !f.split('/').any(|c| c == "..")
@@ -521,7 +459,7 @@ fn check_kernel(
     }
 
     // Signatures: say which; a node with Secure Boot refuses unsigned ones.
-    let (signed, unsigned): (Vec<&Module>, Vec<&Module>) = modules
+    let (signed, unsigned): (Vec<&TreeModule>, Vec<&TreeModule>) = modules
         .iter()
         .filter(|m| m.info.is_some())
         .partition(|m| m.info.as_ref().is_some_and(|i| i.signed));
@@ -549,4 +487,5 @@ fn check_kernel(
             ),
         );
     }
+    Ok(())
 }

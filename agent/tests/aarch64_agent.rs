@@ -157,7 +157,14 @@ fn aarch64_agent_pulls_and_plans_under_qemu() {
         &store,
         &kver,
     );
-    assert!(out.status.success(), "replace --dry-run:\n{}", text(&out));
+    // A pulled, not yet swapped node: the dry run exits as status would
+    // (1, degraded: the swap waits for the next boot's replace).
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "replace --dry-run:\n{}",
+        text(&out)
+    );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["kernel"], kver.as_str(), "{plan}");
     let c = &plan["configs"][0];
@@ -166,6 +173,7 @@ fn aarch64_agent_pulls_and_plans_under_qemu() {
         (Some("drv"), Some("planned")),
         "{plan}"
     );
+    assert_eq!(c["state"], "pulled", "{plan}");
     let real = fs::canonicalize(&tree).unwrap();
     assert_eq!(
         c["firmware_path"],

@@ -136,7 +136,7 @@ fn rejects_missing_module_wrong_vermagic_and_missing_kernel() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "module `sfc` is not in /opt/lib/modules/{kver}/modules.dep"
+            "module sfc [{kver}]: not in /opt/lib/modules/{kver}/modules.dep"
         )) && err.contains("macvtap"),
         "{err}"
     );
@@ -147,8 +147,8 @@ fn rejects_missing_module_wrong_vermagic_and_missing_kernel() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
-        err.contains("has no module tree for kernel 6.1.0-9999-amd64")
-            && err.contains(&format!("it has only {kver}")),
+        err.contains("tree [6.1.0-9999-amd64]: the image has no /opt/lib/modules/6.1.0-9999-amd64")
+            && err.contains(&format!("(its kernel trees: {kver})")),
         "{err}"
     );
     assert_nothing_published(&node, "6.1.0-9999-amd64");
