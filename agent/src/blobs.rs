@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::oci::{digest_hex, sha256_hex, Descriptor, ImageSource, ResolvedImage};
 use crate::registry::RegistryError;
-use crate::state::{self, Tenths};
+use crate::units::{self, Tenths};
 use crate::{log, notify};
 
 /// Writes to the partial file while hashing, refusing bytes past `max`.
@@ -67,8 +67,8 @@ impl Write for HashingSink<'_> {
             notify::status(&format!(
                 "downloading {}: {} of {} ({rate} MiB/s)",
                 self.label,
-                state::size(self.len),
-                state::size(self.max)
+                units::size(self.len),
+                units::size(self.max)
             ));
         }
         Ok(buf.len())

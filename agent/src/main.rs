@@ -32,22 +32,21 @@ mod notify;
 mod oci;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
-/// Atomic publish of an extracted tree (`current` swap), crash cleanup, GC.
-mod publish;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).
 mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
-/// pull.json / replace.json / meta.json: what the phases leave for `status`.
-mod state;
 /// `status`: report what the agent did and will do.
 mod status;
-/// The on-disk store shared by every phase.
+/// The on-disk store shared by every phase: layout, lock, atomic writes,
+/// publish and GC (`store/publish.rs`), state files (`store/state.rs`).
 mod store;
 /// Which CAs a registry's certificate is checked against.
 mod tls;
+/// Durations, sizes, counts and timestamps as people read them.
+mod units;
 /// `verify`: check an image in a temporary directory, before a rollout.
 mod verify;
 

@@ -17,9 +17,11 @@ use crate::extract::{defect, Caps, Extractor, Filter, Summary};
 use crate::oci::layout::OciLayout;
 use crate::oci::{self, ImageSource, Platform, ResolvedImage};
 use crate::registry::{Registry, RegistryOptions};
-use crate::state::{self, PullResult, PullState, Tenths, TreeMeta};
-use crate::store::Store;
-use crate::{cli, log, modules, notify, publish};
+use crate::store::publish;
+use crate::store::state::{self, PullResult, PullState, TreeMeta};
+use crate::store::{self, Store, StoreLock};
+use crate::units::{self, Tenths};
+use crate::{cli, log, modules, notify};
 
 /// The pull unit has `TimeoutSec=900`; stop retrying a minute before.
 const BUDGET: Duration = Duration::from_secs(840);
@@ -93,7 +95,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     let store = Store::new(&opts.common.store);
     notify::status("waiting for the store lock");
     let lock = store.lock()?;
-    publish::clean_stale(&store)?;
+    publish::clean_stale(&lock, &store)?;
     let deadline = Instant::now() + budget();
 
     let mut failed = Vec::new();
@@ -103,9 +105,9 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     // Config, image and digest of the summary line, when there is one config.
     let mut last_fields: [String; 3] = Default::default();
     for (name, cfg) in &configs {
-        let started = state::now_rfc3339();
+        let started = units::now_rfc3339();
         let t_config = Instant::now();
-        let outcome = match pull_one(&store, name, cfg, &kver, opts, deadline) {
+        let outcome = match pull_one(&store, &lock, name, cfg, &kver, opts, deadline) {
             Ok(o) => o,
             Err(e) => Outcome {
                 // Journal lines and status name the image even on failure.
@@ -158,13 +160,13 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
         st.downloaded_bytes = outcome.downloaded;
         st.extracted_bytes = outcome.extracted;
         st.started = started;
-        st.finished = state::now_rfc3339();
+        st.finished = units::now_rfc3339();
         st.duration_ms = t_config.elapsed().as_millis() as u64;
         st.reboot_guard = false;
         st.image_defect = outcome.defect;
         // Counters of kernels that are gone would grow the file forever.
         st.reboots.retain(|k, _| *k == kver);
-        state::save(&path, &st)?;
+        state::save(&lock, &path, &st)?;
         // A failure's error is on its own line just above: the summary
         // names it and does not repeat it.
         summaries.push(if outcome.result == PullResult::Failed {
@@ -192,14 +194,14 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     }
     if failed.is_empty() {
         // Every needed blob is in a tree now; nothing to resume.
-        publish::clear_blobs(&store)?;
+        publish::clear_blobs(&lock, &store)?;
     }
 
     // Counted under the lock, requested once everything else is done.
     let reboot = if reboot_for.is_empty() {
         false
     } else {
-        match count_reboots(&store, &kver, &reboot_for) {
+        match count_reboots(&store, &lock, &kver, &reboot_for) {
             Ok(()) => true,
             Err(e) => {
                 log::send(
@@ -293,7 +295,12 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
 /// Count a reboot against each config's guard (`max_reboots_per_kernel`),
 /// saved before the reboot is requested so a crash cannot skip it. Over the
 /// limit: nothing is counted, the config's pull.json says why, and no reboot.
-fn count_reboots(store: &Store, kver: &str, configs: &[(String, u32)]) -> Result<()> {
+fn count_reboots(
+    store: &Store,
+    lock: &StoreLock,
+    kver: &str,
+    configs: &[(String, u32)],
+) -> Result<()> {
     let mut states = Vec::new();
     for (name, max) in configs {
         let path = store.pull_state_path(name);
@@ -307,14 +314,14 @@ fn count_reboots(store: &Store, kver: &str, configs: &[(String, u32)]) -> Result
             st.result = PullResult::Failed;
             st.message = msg.clone();
             st.reboot_guard = true;
-            state::save(&path, &st)?;
+            state::save(lock, &path, &st)?;
             bail!(msg);
         }
         st.reboots.insert(kver.to_string(), n + 1);
         states.push((path, st));
     }
     for (path, st) in states {
-        state::save(&path, &st)?;
+        state::save(lock, &path, &st)?;
     }
     Ok(())
 }
@@ -334,6 +341,7 @@ fn request_reboot() -> Result<()> {
 
 fn pull_one(
     store: &Store,
+    lock: &StoreLock,
     name: &str,
     cfg: &NodeConfig,
     kver: &str,
@@ -383,8 +391,8 @@ fn pull_one(
         return Ok(outcome);
     }
     if publish::complete_tree(&kdir, &hex).is_some() {
-        let previous = publish::swap_current(&kdir, &publish::tree_name(&hex))?;
-        publish::gc(store, name, kver, previous.as_deref())?;
+        let previous = publish::swap_current(lock, &kdir, &store::tree_name(&hex))?;
+        publish::gc(lock, store, name, kver, previous.as_deref())?;
         outcome.result = PullResult::Published;
         outcome.fresh = true;
         outcome.message = format!(
@@ -407,6 +415,7 @@ fn pull_one(
     let t_start = Instant::now();
     let result = fetch_extract_publish(
         store,
+        lock,
         name,
         cfg,
         kver,
@@ -422,7 +431,7 @@ fn pull_one(
         let _ = fs::remove_dir_all(&tmp);
     }
     let (meta, previous, download_secs) = result?;
-    publish::gc(store, name, kver, previous.as_deref())?;
+    publish::gc(lock, store, name, kver, previous.as_deref())?;
     outcome.result = PullResult::Published;
     outcome.fresh = true;
     outcome.downloaded = total;
@@ -431,9 +440,9 @@ fn pull_one(
         "published {} ({}): {}, {} downloaded in {download_secs}s, {} extracted alongside and synced, {}s in all",
         resolved.reference,
         image.digest,
-        state::count(usize::try_from(meta.files).unwrap_or(usize::MAX), "file"),
-        state::size(total),
-        state::size(meta.extracted_bytes),
+        units::count(usize::try_from(meta.files).unwrap_or(usize::MAX), "file"),
+        units::size(total),
+        units::size(meta.extracted_bytes),
         Tenths::of(t_start.elapsed())
     );
     Ok(outcome)
@@ -448,6 +457,7 @@ fn pull_one(
 #[allow(clippy::too_many_arguments)]
 fn fetch_extract_publish(
     store: &Store,
+    lock: &StoreLock,
     name: &str,
     cfg: &NodeConfig,
     kver: &str,
@@ -512,7 +522,7 @@ fn fetch_extract_publish(
     // Gone before the sync below, so their pages are never written back;
     // a later failure only costs a download.
     let digests: Vec<String> = image.layers.iter().map(|l| l.digest.clone()).collect();
-    publish::drop_blobs(store, &digests);
+    publish::drop_blobs(lock, store, &digests);
     check_tree(tmp, cfg, kver, &image.reference, &summary.kernels_seen)?;
     let meta = TreeMeta {
         digest: image.digest.clone(),
@@ -525,10 +535,10 @@ fn fetch_extract_publish(
         extracted_bytes: summary.bytes,
         files: summary.files,
         firmware: tmp.join("firmware").is_dir(),
-        pulled: state::now_rfc3339(),
+        pulled: units::now_rfc3339(),
     };
     notify::status(&format!("{name}: publishing {}", image.digest));
-    let previous = publish::publish(kdir, tmp, hex, &meta)?;
+    let previous = publish::publish(lock, kdir, tmp, hex, &meta)?;
     Ok((meta, previous, download_secs))
 }
 

@@ -19,9 +19,10 @@ use crate::log;
 use crate::modules::Tree;
 use crate::notify;
 use crate::plan::{self, Inputs, LoadStep, ModinfoCache, Plan, Source};
-use crate::state::{self, LoadedModule, ReplaceResult, ReplaceState};
 use crate::status;
-use crate::store::Store;
+use crate::store::state::{self, LoadedModule, ReplaceResult, ReplaceState, TreeMeta};
+use crate::store::{Store, StoreLock, META_FILE};
+use crate::units;
 
 /// `--dry-run --json` output (documented in docs/replace.md).
 #[derive(Debug, Serialize)]
@@ -126,7 +127,7 @@ pub fn run(opts: &cli::ReplaceOpts) -> Result<ExitCode> {
         return Ok(ExitCode::from(code));
     }
 
-    let _lock = store.lock()?;
+    let lock = store.lock()?;
     let mut ok = true;
     if configs.is_empty() {
         log::info!(
@@ -141,7 +142,7 @@ pub fn run(opts: &cli::ReplaceOpts) -> Result<ExitCode> {
             kver: &kver,
             host: host.as_ref(),
         };
-        ok &= replace_config(&ctx, name, cfg, &mut real)?;
+        ok &= replace_config(&ctx, &lock, name, cfg, &mut real)?;
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -173,11 +174,12 @@ fn image_tree(
         }
         None => {
             let tree = store.current_tree(name, kver)?;
-            let digest = tree
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("sha256-"))
-                .map(|h| format!("sha256:{h}"));
+            // The digest pull recorded, not one parsed back out of a path.
+            let digest = state::load::<TreeMeta>(&tree.join(META_FILE))
+                .ok()
+                .flatten()
+                .map(|m| m.digest)
+                .filter(|d| !d.is_empty());
             let fw = tree.join("firmware");
             let firmware = non_empty_dir(&fw).then(|| fw.display().to_string());
             Some((tree.join("lib/modules").join(kver), digest, firmware))
@@ -410,12 +412,13 @@ pub fn render(r: &Report) -> String {
 /// Replace one config's modules; false when it failed (after rollback).
 fn replace_config(
     ctx: &Ctx<'_>,
+    lock: &StoreLock,
     name: &str,
     cfg: &NodeConfig,
     kernel: &mut dyn Kernel,
 ) -> Result<bool> {
     let (store, kver, host) = (ctx.store, ctx.kver, ctx.host);
-    let started = state::now_rfc3339();
+    let started = units::now_rfc3339();
     let t0 = Instant::now();
     let report = plan_config(
         ctx,
@@ -512,7 +515,7 @@ fn replace_config(
             false
         }
     };
-    st.finished = state::now_rfc3339();
+    st.finished = units::now_rfc3339();
     st.duration_ms = t0.elapsed().as_millis() as u64;
     // The config's one journal line, with fields to select it by.
     let (priority, id) = match st.result {
@@ -536,7 +539,7 @@ fn replace_config(
         ],
         format_args!("{}", st.message),
     );
-    state::save(&store.replace_state_path(name), &st)?;
+    state::save(lock, &store.replace_state_path(name), &st)?;
     Ok(ok)
 }
 

@@ -16,8 +16,9 @@ use serde::Serialize;
 
 use crate::cli;
 use crate::modules::Tree;
-use crate::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, Tenths, TreeMeta};
+use crate::store::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, TreeMeta};
 use crate::store::Store;
+use crate::units::Tenths;
 use crate::{log, modinfo};
 
 /// Bumped when a field changes meaning or goes away (adding one does not).

@@ -25,7 +25,7 @@ use crate::modules::{self, Check, Scope, TreeModule};
 use crate::oci::layout::OciLayout;
 use crate::oci::{ImageSource, Platform, ResolvedImage};
 use crate::registry::{Registry, RegistryOptions};
-use crate::state::{self, Tenths};
+use crate::units::{self, Tenths};
 
 /// Default `firmware_dir` to look in: where KMM images keep firmware
 /// (`firmwarePath` copies from there).
@@ -111,7 +111,7 @@ pub fn run(opts: &cli::VerifyOpts) -> Result<ExitCode> {
     let [ok, warn, fail] = checks.counts;
     println!(
         "verify: {}: {ok} ok, {warn} warn, {fail} FAIL",
-        state::count(ok + warn + fail, "check")
+        units::count(ok + warn + fail, "check")
     );
     Ok(if checks.failed() > 0 {
         ExitCode::from(1)
@@ -199,8 +199,8 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
             "{reference} is {} from {} ({}, {}, verified in {}s)",
             resolved.digest,
             resolved.source,
-            state::count(n, "layer"),
-            state::size(total),
+            units::count(n, "layer"),
+            units::size(total),
             Tenths::of(t0.elapsed())
         ),
     );
@@ -341,7 +341,7 @@ fn check_kernel(
         &Check::ModulesDep,
         format!(
             "{}, every file and dependency present",
-            state::count(found.entries.len(), "module")
+            units::count(found.entries.len(), "module")
         ),
     );
     let info_of = |rel: &str| {
@@ -401,7 +401,7 @@ fn check_kernel(
         &Check::Vermagic,
         format!(
             "{} built for {kver}",
-            state::count(found.modules.len(), "module")
+            units::count(found.modules.len(), "module")
         ),
     );
     let modules = &found.modules;
@@ -435,7 +435,7 @@ fn check_kernel(
             } else {
                 format!(
                     "the modules ask for {}: all in {fw_dir}",
-                    state::count(present, "file")
+                    units::count(present, "file")
                 )
             },
         );
@@ -466,7 +466,7 @@ fn check_kernel(
     if unsigned.is_empty() {
         checks.ok(
             &tag("signatures"),
-            format!("{}, all signed", state::count(signed.len(), "module")),
+            format!("{}, all signed", units::count(signed.len(), "module")),
         );
     } else {
         checks.warn(

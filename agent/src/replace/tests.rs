@@ -408,6 +408,7 @@ fn replace_json_records_each_outcome() {
     let root = std::env::temp_dir().join(format!("kmm-day1-replace-state-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
     let store = Store::new(&root);
+    let lock = store.lock().unwrap();
     let opts = cli::ReplaceOpts::default();
     let ctx = Ctx {
         store: &store,
@@ -423,7 +424,7 @@ fn replace_json_records_each_outcome() {
     };
 
     // No tree yet: waiting for pull, success, nothing touched.
-    assert!(replace_config(&ctx, "sfc", &w.cfg, &mut k).unwrap());
+    assert!(replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap());
     assert_eq!(state(&store).result, ReplaceResult::WaitingForPull);
     assert!(k.calls.is_empty());
 
@@ -434,7 +435,11 @@ fn replace_json_records_each_outcome() {
     fs::rename(w.image.kdir(K), tree.join("lib/modules").join(K)).unwrap();
     fs::create_dir_all(tree.join("firmware")).unwrap();
     fs::write(tree.join("firmware/fw.bin"), b"fw").unwrap();
-    fs::write(tree.join(crate::store::META_FILE), "{}").unwrap();
+    fs::write(
+        tree.join(crate::store::META_FILE),
+        format!(r#"{{"digest": "sha256:{hex}"}}"#),
+    )
+    .unwrap();
     std::os::unix::fs::symlink(
         format!("sha256-{hex}"),
         store.kernel_dir("sfc", K).join("current"),
@@ -447,7 +452,7 @@ fn replace_json_records_each_outcome() {
         "DEP".into(),
     );
 
-    assert!(replace_config(&ctx, "sfc", &w.cfg, &mut k).unwrap());
+    assert!(replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap());
     let s = state(&store);
     assert_eq!(s.result, ReplaceResult::Loaded, "{}", s.message);
     assert_eq!(s.digest.as_deref(), Some(format!("sha256:{hex}").as_str()));
@@ -473,7 +478,7 @@ fn replace_json_records_each_outcome() {
 
     // Again: already loaded, no kernel call.
     let calls = k.calls.len();
-    assert!(replace_config(&ctx, "sfc", &w.cfg, &mut k).unwrap());
+    assert!(replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap());
     assert_eq!(state(&store).result, ReplaceResult::AlreadyLoaded);
     assert_eq!(k.calls.len(), calls);
 
@@ -481,7 +486,7 @@ fn replace_json_records_each_outcome() {
     let mut k2 = w.kernel(false);
     k2.srcversions = k.srcversions.clone();
     k2.fail_at.insert(3, libc::EKEYREJECTED); // unload, firmware, load sfc_dep, load sfc
-    assert!(!replace_config(&ctx, "sfc", &w.cfg, &mut k2).unwrap());
+    assert!(!replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k2).unwrap());
     let s = state(&store);
     assert_eq!(s.result, ReplaceResult::RolledBack);
     assert!(

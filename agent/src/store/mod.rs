@@ -13,15 +13,39 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+pub mod publish;
+pub mod state;
 
 /// Marks a tree as complete; written last, before the `current` swap.
 pub const META_FILE: &str = "meta.json";
 pub const CURRENT_LINK: &str = "current";
 pub const PULL_STATE: &str = "pull.json";
 pub const REPLACE_STATE: &str = "replace.json";
+/// A tree's directory is this and the hex of its manifest digest.
+const TREE_PREFIX: &str = "sha256-";
+
+/// `sha256-<hex>`: the directory of the tree of manifest `sha256:<hex>`.
+pub fn tree_name(hex: &str) -> String {
+    format!("{TREE_PREFIX}{hex}")
+}
+
+/// The hex of a tree directory's name, if it is one (`sha256-` and 64
+/// lowercase hex digits: the one digest rule, `oci::digest_hex`).
+pub fn tree_hex(name: &str) -> Option<&str> {
+    let hex = name.strip_prefix(TREE_PREFIX)?;
+    crate::oci::digest_hex(&format!("sha256:{hex}")).ok()?;
+    Some(hex)
+}
+
+/// `.sha256-<hex>.tmp`: where a tree is extracted before it is published.
+pub fn temp_tree_name(hex: &str) -> String {
+    format!(".{TREE_PREFIX}{hex}.tmp")
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -56,10 +80,7 @@ impl Store {
         let target = fs::read_link(kdir.join(CURRENT_LINK)).ok()?;
         // Only a plain `sha256-<hex>` sibling is acceptable as a target.
         let t = target.to_str()?;
-        let hex = t.strip_prefix("sha256-")?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
+        tree_hex(t)?;
         let tree = kdir.join(t);
         tree.join(META_FILE).is_file().then_some(tree)
     }
@@ -89,14 +110,23 @@ pub struct StoreLock {
 
 /// Write `data` to `path` so that readers see the old or the new contents,
 /// never a mix: temp file in the same directory, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// The file gets `mode` whatever the umask says (the temp file is created
+/// with it, so the name never points at a file with other permissions).
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = tmp_path(path);
     let result = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
+        let mut f = File::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The mode given at creation is masked by the umask: set it exactly.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -151,6 +181,13 @@ mod tests {
             s.current_tree("sfc", "6.1.0-56-amd64"),
             Some(kdir.join(format!("sha256-{hex}")))
         );
+        // Only lowercase hex names a tree (the digest rule of oci::digest_hex).
+        let upper = "AB".repeat(32);
+        fs::create_dir_all(kdir.join(format!("sha256-{upper}"))).unwrap();
+        fs::write(kdir.join(format!("sha256-{upper}")).join(META_FILE), "{}").unwrap();
+        fs::remove_file(kdir.join(CURRENT_LINK)).unwrap();
+        std::os::unix::fs::symlink(format!("sha256-{upper}"), kdir.join(CURRENT_LINK)).unwrap();
+        assert_eq!(s.current_tree("sfc", "6.1.0-56-amd64"), None);
         // A link that escapes the kernel dir is never followed.
         fs::remove_file(kdir.join(CURRENT_LINK)).unwrap();
         std::os::unix::fs::symlink("/etc", kdir.join(CURRENT_LINK)).unwrap();
@@ -162,9 +199,18 @@ mod tests {
     fn write_atomic_replaces_whole_file_and_leaves_no_temp() {
         let root = scratch("atomic");
         let p = root.join("sub").join("state.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
+        write_atomic(&p, b"one", 0o600).unwrap();
+        // A temp file left by a crashed run with other permissions (or a
+        // umask) does not decide the mode: it is set explicitly.
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(tmp_path(&p), b"left over").unwrap();
+        fs::set_permissions(tmp_path(&p), fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o644
+        );
         assert!(!tmp_path(&p).exists());
         let names: Vec<_> = fs::read_dir(root.join("sub"))
             .unwrap()

@@ -15,17 +15,15 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 
+use super::state::{self, TreeMeta};
+use super::{
+    fsync_dir, temp_tree_name, tree_hex, tree_name, Store, StoreLock, CURRENT_LINK, META_FILE,
+};
 use crate::log;
-use crate::state::{self, TreeMeta};
-use crate::store::{fsync_dir, Store, CURRENT_LINK, META_FILE};
 
 /// `<kdir>/.sha256-<hex>.tmp`: where a tree is extracted before publishing.
 pub fn temp_tree(kdir: &Path, hex: &str) -> PathBuf {
-    kdir.join(format!(".sha256-{hex}.tmp"))
-}
-
-pub fn tree_name(hex: &str) -> String {
-    format!("sha256-{hex}")
+    kdir.join(temp_tree_name(hex))
 }
 
 /// A complete tree for `hex` in `kdir`, current or not.
@@ -36,8 +34,14 @@ pub fn complete_tree(kdir: &Path, hex: &str) -> Option<PathBuf> {
 
 /// Write `meta.json` into the extracted `tmp`, sync, rename it into place
 /// and point `current` at it. Returns the previous `current` target.
-pub fn publish(kdir: &Path, tmp: &Path, hex: &str, meta: &TreeMeta) -> Result<Option<String>> {
-    state::save(&tmp.join(META_FILE), meta)?;
+pub fn publish(
+    lock: &StoreLock,
+    kdir: &Path,
+    tmp: &Path,
+    hex: &str,
+    meta: &TreeMeta,
+) -> Result<Option<String>> {
+    state::save(lock, &tmp.join(META_FILE), meta)?;
     syncfs(tmp)?;
     let dest = kdir.join(tree_name(hex));
     if dest.exists() {
@@ -48,11 +52,11 @@ pub fn publish(kdir: &Path, tmp: &Path, hex: &str, meta: &TreeMeta) -> Result<Op
     fs::rename(tmp, &dest)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
     fsync_dir(kdir).with_context(|| format!("syncing {}", kdir.display()))?;
-    swap_current(kdir, &tree_name(hex))
+    swap_current(lock, kdir, &tree_name(hex))
 }
 
 /// Point `<kdir>/current` at `target` (a sibling name) with one rename.
-pub fn swap_current(kdir: &Path, target: &str) -> Result<Option<String>> {
+pub fn swap_current(_lock: &StoreLock, kdir: &Path, target: &str) -> Result<Option<String>> {
     let link = kdir.join(CURRENT_LINK);
     let previous = fs::read_link(&link)
         .ok()
@@ -84,7 +88,7 @@ fn syncfs(path: &Path) -> Result<()> {
 /// else: temp trees, `current.tmp`, `.*.tmp` state files, and trees without
 /// `meta.json`. Partial blobs stay, as the next download resumes from them,
 /// unless untouched for a week: then no pull is coming back for them.
-pub fn clean_stale(store: &Store) -> Result<()> {
+pub fn clean_stale(_lock: &StoreLock, store: &Store) -> Result<()> {
     let Ok(configs) = fs::read_dir(&store.root) else {
         return Ok(());
     };
@@ -106,7 +110,7 @@ pub fn clean_stale(store: &Store) -> Result<()> {
                 let p = e.path();
                 let stale = is_temp(&n)
                     || n == format!("{CURRENT_LINK}.tmp")
-                    || (n.starts_with("sha256-") && !p.join(META_FILE).is_file());
+                    || (tree_hex(&n).is_some() && !p.join(META_FILE).is_file());
                 if stale {
                     log::info!("removing {} left by an interrupted run", p.display());
                     remove(&p)?;
@@ -150,14 +154,20 @@ fn remove(p: &Path) -> Result<()> {
 /// After a publish for `name`/`kver`: keep `current` and `previous` trees of
 /// this kernel, this kernel's dir and the most recently published other
 /// kernel's (a rollback to it then needs no pull); remove the rest.
-pub fn gc(store: &Store, name: &str, kver: &str, previous: Option<&str>) -> Result<()> {
+pub fn gc(
+    _lock: &StoreLock,
+    store: &Store,
+    name: &str,
+    kver: &str,
+    previous: Option<&str>,
+) -> Result<()> {
     let kdir = store.kernel_dir(name, kver);
     let current = fs::read_link(kdir.join(CURRENT_LINK)).ok();
     for e in fs::read_dir(&kdir)?.flatten() {
         let n = e.file_name();
         let keep = current.as_deref() == Some(Path::new(&n))
             || previous.is_some_and(|p| n == p)
-            || !n.to_string_lossy().starts_with("sha256-");
+            || tree_hex(&n.to_string_lossy()).is_none();
         if !keep {
             log::info!("removing old tree {}", e.path().display());
             remove(&e.path())?;
@@ -188,7 +198,7 @@ pub fn gc(store: &Store, name: &str, kver: &str, previous: Option<&str>) -> Resu
 }
 
 /// Remove the blobs of a published image (they are in the tree now).
-pub fn drop_blobs(store: &Store, digests: &[String]) {
+pub fn drop_blobs(_lock: &StoreLock, store: &Store, digests: &[String]) {
     for d in digests {
         if let Ok(hex) = crate::oci::digest_hex(d) {
             let _ = fs::remove_file(store.blobs_dir().join(hex));
@@ -197,7 +207,7 @@ pub fn drop_blobs(store: &Store, digests: &[String]) {
 }
 
 /// Empty the blob dir (every config of the run succeeded: nothing to resume).
-pub fn clear_blobs(store: &Store) -> Result<()> {
+pub fn clear_blobs(_lock: &StoreLock, store: &Store) -> Result<()> {
     let dir = store.blobs_dir();
     match fs::read_dir(&dir) {
         Ok(entries) => {
@@ -220,6 +230,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!("kmm-day1-publish-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let store = Store::new(&root);
+        let lock = store.lock().unwrap();
         let k = "6.1.0-56-amd64";
         let kdir = store.kernel_dir("sfc", k);
         let mut prev = None;
@@ -231,7 +242,7 @@ mod tests {
                 digest: format!("sha256:{hex}"),
                 ..TreeMeta::default()
             };
-            prev = publish(&kdir, &tmp, &hex, &meta).unwrap();
+            prev = publish(&lock, &kdir, &tmp, &hex, &meta).unwrap();
             assert_eq!(
                 store.current_tree("sfc", k),
                 Some(kdir.join(tree_name(&hex)))
@@ -247,7 +258,7 @@ mod tests {
             std::os::unix::fs::symlink(tree_name(&hex.repeat(64)), od.join(CURRENT_LINK)).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        gc(&store, "sfc", k, prev.as_deref()).unwrap();
+        gc(&lock, &store, "sfc", k, prev.as_deref()).unwrap();
         let mut left: Vec<_> = fs::read_dir(&kdir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -274,7 +285,7 @@ mod tests {
         old.set_modified(SystemTime::now() - std::time::Duration::from_secs(8 * 86_400))
             .unwrap();
         drop(old);
-        clean_stale(&store).unwrap();
+        clean_stale(&lock, &store).unwrap();
         assert!(!store.blobs_dir().join("cd.partial").exists());
         let mut after: Vec<_> = fs::read_dir(&kdir)
             .unwrap()
