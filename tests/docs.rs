@@ -335,23 +335,32 @@ fn non_test_code(text: &str) -> String {
     out
 }
 
-/// Every message the agent can print: its own code and the config crate it
-/// reports errors from. Test code (`tests.rs`, after `#[cfg(test)]`) is not
-/// searched.
-fn agent_messages() -> Vec<Message> {
+/// The agent's and the config crate's source files, sorted, each with its
+/// non-test code (`tests.rs` files are left out whole).
+fn agent_sources() -> Vec<(PathBuf, String)> {
     let root = workspace_root();
     let mut files = Vec::new();
     rust_files(&root.join("agent/src"), &mut files);
     rust_files(&root.join("config/src"), &mut files);
     files.sort();
+    files
+        .into_iter()
+        .filter(|f| f.file_name().is_none_or(|n| n != "tests.rs"))
+        .map(|f| {
+            let code = non_test_code(&read(&f));
+            (f, code)
+        })
+        .collect()
+}
+
+/// Every message the agent can print: its own code and the config crate it
+/// reports errors from. Test code (`tests.rs`, after `#[cfg(test)]`) is not
+/// searched.
+fn agent_messages() -> Vec<Message> {
+    let root = workspace_root();
     let mut seen = BTreeSet::new();
     let mut found = Vec::new();
-    for file in files {
-        if file.file_name().is_some_and(|n| n == "tests.rs") {
-            continue;
-        }
-        let text = read(&file);
-        let code = non_test_code(&text);
+    for (file, code) in agent_sources() {
         let code = code.as_str();
         let rel = file.strip_prefix(&root).unwrap().display().to_string();
         let mut add = |pos: usize, template: String, weak: bool| {
@@ -454,17 +463,8 @@ fn every_agent_message_is_explained_in_troubleshooting() {
 /// code, decoded: what the agent can print is made of these (a message may
 /// be built from several, and `writeln!` lines are among them).
 fn agent_literals() -> Vec<String> {
-    let root = workspace_root();
-    let mut files = Vec::new();
-    rust_files(&root.join("agent/src"), &mut files);
-    rust_files(&root.join("config/src"), &mut files);
     let mut out = Vec::new();
-    for file in files {
-        if file.file_name().is_some_and(|n| n == "tests.rs") {
-            continue;
-        }
-        let text = read(&file);
-        let code = non_test_code(&text);
+    for (_, code) in agent_sources() {
         let code = code.as_str();
         let b = code.as_bytes();
         let mut i = 0;
