@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 /// Reading docs/*.md: code blocks, links, anchors, command lines.
 pub mod docs;
+/// Debian's cached kernel module tree (tests/setup.d/20-kernel-tree.sh).
+pub mod kernel_tree;
 /// A real registry (docker-registry, umoci, skopeo) for tests.
 pub mod registry;
 
