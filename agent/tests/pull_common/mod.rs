@@ -45,15 +45,7 @@ pub fn tools() -> bool {
     ["umoci", "depmod"].iter().all(|t| require_tool(t))
 }
 
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use kmm_day1_tests::run;
 
 pub struct Scratch(pub PathBuf);
 

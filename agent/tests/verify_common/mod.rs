@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Debian's module tree as tests/setup.d/20-kernel-tree.sh caches it:
 /// (release, its lib/modules dir). Skips (or fails in the full suite).
@@ -16,16 +16,7 @@ pub fn debian_tree() -> Option<(String, PathBuf)> {
     kmm_day1_tests::kernel_tree::debian().map(|t| (t.release, t.modules))
 }
 
-/// Run `cmd`, which must succeed; its stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use kmm_day1_tests::run;
 
 /// Debian modules used: `vrf` has a srcversion, `tehuti` asks for firmware
 /// `tehuti/bdx.bin`, `macvtap` needs `macvlan` and `tap`.
