@@ -5,9 +5,14 @@
 //! A plain `cargo test` on a workstation skips those tests with a message.
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
 
 /// Reading docs/*.md: code blocks, links, anchors, command lines.
 pub mod docs;
+/// Debian's cached kernel module tree (tests/setup.d/20-kernel-tree.sh).
+pub mod kernel_tree;
 /// A real registry (docker-registry, umoci, skopeo) for tests.
 pub mod registry;
 
@@ -60,4 +65,27 @@ pub fn workspace_root() -> PathBuf {
 /// `../shared/reference/<file>` next to the checkout.
 pub fn shared_reference(file: &str) -> PathBuf {
     workspace_root().join("../shared/reference").join(file)
+}
+
+/// Run `cmd` with no stdin; its stdout, or an error naming the command, its
+/// exit status and its stderr.
+pub fn try_run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Run `cmd`, which must succeed (a test step: failure panics with stderr);
+/// its stdout.
+pub fn run(cmd: &mut Command) -> String {
+    try_run(cmd).unwrap_or_else(|e| panic!("{e:#}"))
 }

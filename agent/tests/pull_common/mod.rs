@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kmm_day1_tests::{full_suite, require_tool};
+use kmm_day1_tests::require_tool;
 
 /// The agent the black-box suites run: `KMM_DAY1_AGENT_UNDER_TEST` when
 /// set (`make unit` points it at the static release agent, the binary that
@@ -38,41 +38,14 @@ pub fn agent() -> &'static str {
 
 /// Debian's module tree: (release, lib/modules/<release> dir).
 pub fn kernel_tree() -> Option<(String, PathBuf)> {
-    let cache = std::env::var_os("KMM_DAY1_KERNEL_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/kmm-day1-tests/kernel"));
-    let release = fs::read_to_string(cache.join("release"))
-        .ok()
-        .map(|s| s.trim().to_string());
-    match release {
-        Some(r) if cache.join("root/lib/modules").join(&r).is_dir() => {
-            let dir = cache.join("root/lib/modules").join(&r);
-            Some((r, dir))
-        }
-        _ => {
-            assert!(
-                !full_suite(),
-                "Debian's kernel tree is missing: tests/setup.d/20-kernel-tree.sh must provide it"
-            );
-            eprintln!("skipping: no Debian kernel tree (run tests/setup.d/20-kernel-tree.sh)");
-            None
-        }
-    }
+    kmm_day1_tests::kernel_tree::debian().map(|t| (t.release, t.modules))
 }
 
 pub fn tools() -> bool {
     ["umoci", "depmod"].iter().all(|t| require_tool(t))
 }
 
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use kmm_day1_tests::run;
 
 pub struct Scratch(pub PathBuf);
 

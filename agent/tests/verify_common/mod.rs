@@ -8,41 +8,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-use kmm_day1_tests::full_suite;
+use std::process::Command;
 
 /// Debian's module tree as tests/setup.d/20-kernel-tree.sh caches it:
 /// (release, its lib/modules dir). Skips (or fails in the full suite).
 pub fn debian_tree() -> Option<(String, PathBuf)> {
-    let cache = std::env::var_os("KMM_DAY1_KERNEL_CACHE").map_or_else(
-        || PathBuf::from("/var/cache/kmm-day1-tests/kernel"),
-        PathBuf::from,
-    );
-    let release = fs::read_to_string(cache.join("release")).ok();
-    let release = release.as_deref().map(str::trim).unwrap_or_default();
-    let dir = cache.join("root/lib/modules").join(release);
-    if !release.is_empty() && dir.is_dir() {
-        return Some((release.to_string(), dir));
-    }
-    assert!(
-        !full_suite(),
-        "Debian's kernel tree is missing: tests/setup.d/20-kernel-tree.sh must provide it"
-    );
-    eprintln!("skipping: no Debian kernel tree (run tests/setup.d/20-kernel-tree.sh)");
-    None
+    kmm_day1_tests::kernel_tree::debian().map(|t| (t.release, t.modules))
 }
 
-/// Run `cmd`, which must succeed; its stdout.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use kmm_day1_tests::run;
 
 /// Debian modules used: `vrf` has a srcversion, `tehuti` asks for firmware
 /// `tehuti/bdx.bin`, `macvtap` needs `macvlan` and `tap`.
