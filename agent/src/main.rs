@@ -40,6 +40,8 @@ mod pull;
 mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
+/// SELinux: mode, labels, and the message for a refused load.
+mod selinux;
 /// pull.json / replace.json / meta.json: what the phases leave for `status`.
 mod state;
 /// `status`: report what the agent did and will do.

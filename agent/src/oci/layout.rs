@@ -101,24 +101,21 @@ impl ImageSource for OciLayout {
                 names.join(", ")
             );
         };
-        let (manifest, digest, index_digest) = match self.read_manifest(
-            &entry.digest,
-            entry.size,
-            &entry.media_type,
-        )? {
-            Manifest::Image(m) => (m, entry.digest.clone(), None),
-            Manifest::Index(children) => {
-                let child = choose_platform(&children, &self.platform)
-                    .with_context(|| format!("{image}"))?;
-                match self.read_manifest(&child.digest, child.size, &child.media_type)? {
-                    Manifest::Image(m) => (m, child.digest.clone(), Some(entry.digest.clone())),
-                    Manifest::Index(_) => bail!(
+        let (manifest, digest, index_digest) =
+            match self.read_manifest(&entry.digest, entry.size, &entry.media_type)? {
+                Manifest::Image(m) => (m, entry.digest.clone(), None),
+                Manifest::Index(children) => {
+                    let child = choose_platform(&children, &self.platform)
+                        .with_context(|| format!("{image}"))?;
+                    match self.read_manifest(&child.digest, child.size, &child.media_type)? {
+                        Manifest::Image(m) => (m, child.digest.clone(), Some(entry.digest.clone())),
+                        Manifest::Index(_) => bail!(
                         "{image}: manifest {} is an index inside an index, which is not supported",
                         child.digest
                     ),
+                    }
                 }
-            }
-        };
+            };
         Ok(ResolvedImage {
             reference: image.to_string(),
             digest,
