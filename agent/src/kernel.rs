@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::modinfo;
 use crate::modules::{self, Loaded};
+use crate::selinux;
 
 /// Where the kernel exposes the search path for firmware (a module parameter
 /// of the built-in firmware_class).
@@ -59,6 +60,8 @@ pub trait Kernel {
     fn unload(&mut self, name: &str) -> Result<(), KernelError>;
     /// Symbols the kernel log says `module` lacked (best effort).
     fn unknown_symbols(&self, module: &str) -> Vec<String>;
+    /// SELinux enforces: an EACCES/EPERM from a load is then its refusal.
+    fn selinux_enforcing(&self) -> bool;
 }
 
 /// The running kernel, through syscalls and the files under `root` (`/`;
@@ -136,9 +139,14 @@ impl Kernel for Real {
 
     fn load(&mut self, _name: &str, path: &Path, params: &str) -> Result<(), KernelError> {
         let params = cstring(params)?;
-        if modinfo::is_compressed(path) {
-            // Decompressed here rather than with MODULE_INIT_COMPRESSED_FILE,
-            // which needs CONFIG_MODULE_DECOMPRESS (off on RHEL 9).
+        // With SELinux on, finit_module checks `system module_load` against
+        // the file's label, and the targeted policy denies that for a store
+        // file (var_lib_t) to the agent's domain; init_module checks only the
+        // domain itself, which every domain allowed to load modules has
+        // (docs/security.md#selinux). Compressed modules are decompressed
+        // here rather than with MODULE_INIT_COMPRESSED_FILE, which needs
+        // CONFIG_MODULE_DECOMPRESS (off on RHEL 9).
+        if modinfo::is_compressed(path) || selinux::mode(&self.root).is_some() {
             let image = modinfo::read_module(path).map_err(|e| KernelError::Io(e.to_string()))?;
             // SAFETY: init_module(2) reads `len` bytes from `image` and a
             // NUL-terminated string from `params`; both outlive the call.
@@ -217,6 +225,10 @@ impl Kernel for Real {
         }
         out
     }
+
+    fn selinux_enforcing(&self) -> bool {
+        selinux::mode(&self.root) == Some(selinux::Mode::Enforcing)
+    }
 }
 
 /// `6,1234,5678,-;sfc: Unknown symbol mdio45_probe (err -2)` → `mdio45_probe`.
@@ -270,6 +282,7 @@ pub mod tests {
         pub firmware: Option<String>,
         pub enforce: Option<String>,
         pub unknown: Vec<String>,
+        pub selinux_enforcing: bool,
     }
 
     impl Fake {
@@ -392,6 +405,10 @@ pub mod tests {
         fn unknown_symbols(&self, _module: &str) -> Vec<String> {
             self.unknown.clone()
         }
+
+        fn selinux_enforcing(&self) -> bool {
+            self.selinux_enforcing
+        }
     }
 
     #[test]
@@ -404,6 +421,12 @@ pub mod tests {
             "no /proc/modules: nothing loaded"
         );
         assert_eq!(k.signatures_required(), None);
+        assert!(!k.selinux_enforcing(), "no selinuxfs: not enforcing");
+        fs::create_dir_all(root.join("sys/fs/selinux")).unwrap();
+        fs::write(root.join("sys/fs/selinux/enforce"), "0").unwrap();
+        assert!(!k.selinux_enforcing(), "permissive is not enforcing");
+        fs::write(root.join("sys/fs/selinux/enforce"), "1").unwrap();
+        assert!(k.selinux_enforcing());
         fs::create_dir_all(root.join("proc")).unwrap();
         fs::write(
             root.join("proc/modules"),

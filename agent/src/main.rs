@@ -38,6 +38,8 @@ mod pull;
 mod registry;
 /// `replace`: swap in-tree modules for the stored out-of-tree ones.
 mod replace;
+/// SELinux: mode, labels, and the message for a refused load.
+mod selinux;
 /// `status`: report what the agent did and will do.
 mod status;
 /// The on-disk store shared by every phase: layout, lock, atomic writes,

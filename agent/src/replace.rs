@@ -730,6 +730,9 @@ pub fn load_error(step: &LoadStep, e: &KernelError, kernel: &dyn Kernel) -> Stri
                 format!("loading `{m}` from {p}: unknown symbol(s) {}: a dependency is missing or was built for another kernel", syms.join(", "))
             }
         }
+        Some(e @ (libc::EACCES | libc::EPERM)) if kernel.selinux_enforcing() => {
+            crate::selinux::load_denied(m, &step.path, e)
+        }
         Some(libc::EINVAL) => format!("loading `{m}` from {p}: invalid parameters `{}` or invalid module", step.params),
         Some(libc::EPERM) => format!("loading `{m}` from {p}: not permitted (CAP_SYS_MODULE needed, or kernel.modules_disabled=1, or lockdown)"),
         Some(libc::ENOSYS) => format!("loading `{m}`: this kernel has no loadable module support"),

@@ -89,6 +89,9 @@ pub struct Report {
     /// The worst config's health; the exit code.
     pub health: Health,
     pub exit_code: u8,
+    /// Present when SELinux is on (docs/security.md#selinux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<crate::selinux::Status>,
     pub configs: Vec<ConfigStatus>,
     /// Where the configs were read from (for the text's messages).
     #[serde(skip)]
@@ -110,6 +113,9 @@ pub struct ConfigStatus {
     pub health: Health,
     /// The stored tree (`<store>/<name>/<kernel>/sha256-…`).
     pub tree: Option<PathBuf>,
+    /// The stored tree's SELinux label, when SELinux is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_label: Option<String>,
     /// When the stored tree was published (RFC 3339).
     pub pulled_at: Option<String>,
     pub modules: Vec<ModuleStatus>,
@@ -208,6 +214,7 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         boot_id,
         health,
         exit_code: health as u8,
+        selinux: crate::selinux::status(Path::new("/"), &opts.common.store),
         configs,
         config_dir: opts.common.config_dir.clone(),
     })
@@ -238,6 +245,7 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         state: State::Failed,
         health: Health::Failed,
         tree: None,
+        tree_label: None,
         pulled_at: None,
         modules: Vec::new(),
         last_pull: None,
@@ -351,6 +359,9 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
     });
     st.modules = module_status(env, cfg, &tree, replace_now);
     let all_current = !st.modules.is_empty() && st.modules.iter().all(|m| m.current);
+    if crate::selinux::mode(Path::new("/")).is_some() {
+        st.tree_label = crate::selinux::label(&tree);
+    }
     st.tree = Some(tree);
     let after = match cfg.pull.after_pull {
         AfterPull::Live => "swap at next boot (kmm-day1-replace.service), or now: `systemctl restart kmm-day1-replace`",
@@ -493,6 +504,9 @@ pub fn render(r: &Report) -> String {
         r.health.as_str(),
         r.exit_code
     );
+    if let Some(se) = &r.selinux {
+        let _ = writeln!(s, "selinux: {}", se.line());
+    }
     if r.configs.is_empty() {
         let _ = writeln!(
             s,
@@ -515,9 +529,13 @@ pub fn render(r: &Report) -> String {
         if let Some(t) = &c.tree {
             let _ = writeln!(
                 s,
-                "  tree:     {} (pulled {})",
+                "  tree:     {} (pulled {}{})",
                 t.display(),
-                c.pulled_at.as_deref().unwrap_or("-")
+                c.pulled_at.as_deref().unwrap_or("-"),
+                c.tree_label
+                    .as_deref()
+                    .map(|l| format!(", SELinux label {l}"))
+                    .unwrap_or_default()
             );
         }
         for m in &c.modules {

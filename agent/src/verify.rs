@@ -205,6 +205,12 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
         ),
     );
 
+    // What replace would meet on this machine, when it enforces SELinux.
+    if let Some(se) = crate::selinux::status(Path::new("/"), Path::new(kmm_day1_config::STORE_DIR))
+    {
+        checks.ok("selinux", se.line());
+    }
+
     let root = cfg.module_root.trim_end_matches('/');
     let kernels: Vec<String> = match &opts.kernel_release {
         Some(k) => vec![k.clone()],

@@ -41,6 +41,7 @@ checks() {
     need e2fsprogs mkfs.ext4 -V
     need make make --version
     need "gcc libc6-dev" c_runs cc
+    need secilc test -x /usr/bin/secilc
     need umoci umoci --version
     need skopeo skopeo --version
     need docker-registry docker-registry --version

@@ -520,3 +520,26 @@ fn eexist_tells_loaded_from_built_in() {
     let e = load_error(&step("sfc_dep"), &KernelError::Errno(libc::EEXIST), &k);
     assert!(e.contains("built into the running kernel"), "{e}");
 }
+
+#[test]
+fn eacces_while_selinux_enforces_says_selinux() {
+    let w = World::new("selinux");
+    let mut k = w.kernel(false);
+    let step = LoadStep {
+        name: "sfc".into(),
+        path: w.ipath("sfc"),
+        params: String::new(),
+        source: Source::Image,
+        srcversion: None,
+        signed: false,
+    };
+    let e = load_error(&step, &KernelError::Errno(libc::EACCES), &k);
+    assert!(!e.contains("SELinux"), "SELinux off: no SELinux claim: {e}");
+    k.selinux_enforcing = true;
+    for errno in [libc::EACCES, libc::EPERM] {
+        let e = load_error(&step, &KernelError::Errno(errno), &k);
+        assert!(e.contains("SELinux is enforcing and refused it"), "{e}");
+        assert!(e.contains(&step.path.display().to_string()), "{e}");
+        assert!(e.contains("ausearch -m avc"), "{e}");
+    }
+}
