@@ -36,8 +36,11 @@ impl KernelError {
 }
 
 /// `uname -r` of the running kernel.
-pub fn running_release() -> io::Result<String> {
-    fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string())
+pub fn running_release() -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let path = "/proc/sys/kernel/osrelease";
+    let s = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    Ok(s.trim().to_string())
 }
 
 /// Everything `replace` asks of the kernel.
@@ -62,25 +65,50 @@ pub trait Kernel {
     fn unknown_symbols(&self, module: &str) -> Vec<String>;
     /// SELinux enforces: an EACCES/EPERM from a load is then its refusal.
     fn selinux_enforcing(&self) -> bool;
+    /// `/proc/sys/kernel/random/boot_id`: which boot a state file is from.
+    fn boot_id(&self) -> Option<String>;
 }
 
 /// The running kernel, through syscalls and the files under `root` (`/`;
-/// tests of the file parsing point it elsewhere).
+/// tests of the file parsing point it elsewhere). Every read of /proc and
+/// /sys the agent makes goes through here.
 #[derive(Debug)]
 pub struct Real {
-    pub root: PathBuf,
+    root: PathBuf,
+    /// `<root>/sys/module`, or a stand-in (`status --sys-root`).
+    sys_module: PathBuf,
 }
 
 impl Real {
     pub fn new() -> Self {
-        Real {
-            root: PathBuf::from("/"),
-        }
+        Real::at(PathBuf::from("/"))
+    }
+
+    /// The kernel files under `root` instead of `/`.
+    pub fn at(root: PathBuf) -> Self {
+        let sys_module = root.join("sys/module");
+        Real { root, sys_module }
+    }
+
+    /// With `sys` standing in for `/sys` in per-module reads.
+    pub fn with_sys(mut self, sys: &Path) -> Self {
+        self.sys_module = sys.join("module");
+        self
+    }
+
+    /// Whether per-module sysfs exists (not in some containers): without
+    /// it, [`Kernel::srcversion`] knows nothing.
+    pub fn has_module_sysfs(&self) -> bool {
+        self.sys_module.is_dir()
+    }
+
+    /// `/sys/module/<module>` exists: the kernel has it, loaded or built in.
+    pub fn has_module(&self, module: &str) -> bool {
+        self.sys_module(module).is_dir()
     }
 
     fn sys_module(&self, module: &str) -> PathBuf {
-        self.root
-            .join("sys/module")
+        self.sys_module
             .join(kmm_day1_config::module_name_canonical(module))
     }
 }
@@ -229,6 +257,10 @@ impl Kernel for Real {
     fn selinux_enforcing(&self) -> bool {
         selinux::mode(&self.root) == Some(selinux::Mode::Enforcing)
     }
+
+    fn boot_id(&self) -> Option<String> {
+        read_trimmed(&self.root.join("proc/sys/kernel/random/boot_id"))
+    }
 }
 
 /// `6,1234,5678,-;sfc: Unknown symbol mdio45_probe (err -2)` → `mdio45_probe`.
@@ -283,6 +315,7 @@ pub mod tests {
         pub enforce: Option<String>,
         pub unknown: Vec<String>,
         pub selinux_enforcing: bool,
+        pub boot_id: Option<String>,
     }
 
     impl Fake {
@@ -409,13 +442,19 @@ pub mod tests {
         fn selinux_enforcing(&self) -> bool {
             self.selinux_enforcing
         }
+
+        fn boot_id(&self) -> Option<String> {
+            self.boot_id.clone()
+        }
     }
 
     #[test]
     fn real_reads_proc_and_sys_under_a_root() {
         let root = std::env::temp_dir().join(format!("kmm-day1-kernel-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        let k = Real { root: root.clone() };
+        let k = Real::at(root.clone());
+        assert_eq!(k.boot_id(), None);
+        assert!(!k.has_module_sysfs());
         assert!(
             k.loaded().unwrap().is_empty(),
             "no /proc/modules: nothing loaded"
@@ -437,6 +476,16 @@ pub mod tests {
         fs::create_dir_all(root.join("sys/module/sfc")).unwrap();
         fs::write(root.join("sys/module/sfc/srcversion"), "ABC123\n").unwrap();
         assert_eq!(k.srcversion("sfc").as_deref(), Some("ABC123"));
+        assert!(k.has_module_sysfs());
+        assert!(k.has_module("sfc") && !k.has_module("mdio"));
+        fs::create_dir_all(root.join("proc/sys/kernel/random")).unwrap();
+        fs::write(root.join("proc/sys/kernel/random/boot_id"), "b1\n").unwrap();
+        assert_eq!(k.boot_id().as_deref(), Some("b1"));
+        let stand_in = root.join("other-sys");
+        fs::create_dir_all(stand_in.join("module/sfc")).unwrap();
+        fs::write(stand_in.join("module/sfc/srcversion"), "DEF\n").unwrap();
+        let k2 = Real::at(root.clone()).with_sys(&stand_in);
+        assert_eq!(k2.srcversion("sfc").as_deref(), Some("DEF"));
         fs::create_dir_all(root.join("sys/module/module/parameters")).unwrap();
         fs::write(root.join(SIG_ENFORCE_PARAM), "N\n").unwrap();
         fs::create_dir_all(root.join("sys/kernel/security")).unwrap();

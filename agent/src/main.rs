@@ -9,6 +9,8 @@ mod auth;
 mod blobs;
 /// Command-line parsing (lexopt: clap costs ~300 KB here).
 mod cli;
+/// What a run acts on: kernel release, configs, store (from `cli::Common`).
+mod context;
 /// Layers → the filtered module/firmware tree, with whiteouts and link checks.
 mod extract;
 /// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.
@@ -76,8 +78,14 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", cli::version());
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Pull(opts) => pull::run(&opts),
-        cli::Command::Replace(opts) => replace::run(&opts),
+        cli::Command::Pull(opts) => pull::run(
+            &context::RunContext::from_common(&opts.common)?,
+            &pull::Settings::from_opts(&opts),
+        ),
+        cli::Command::Replace(opts) => replace::run(
+            &context::RunContext::from_common(&opts.common)?,
+            &replace::Settings::from_opts(&opts),
+        ),
         cli::Command::Status(opts) => status::run(&opts),
         cli::Command::Verify(opts) => verify::run(&opts),
     }

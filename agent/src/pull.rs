@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use kmm_day1_config::{AfterPull, NodeConfig};
 
 use crate::blobs;
+use crate::context::RunContext;
 use crate::extract::{defect, Caps, Extractor, Filter, Summary};
 use crate::oci::layout::OciLayout;
 use crate::oci::{self, ImageSource, Platform, ResolvedImage};
@@ -69,33 +70,65 @@ impl Outcome {
     }
 }
 
-/// The running kernel's release, as `uname -r` prints it.
-pub fn running_kernel() -> Result<String> {
-    let path = "/proc/sys/kernel/osrelease";
-    let s = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    Ok(s.trim().to_string())
+impl Outcome {
+    /// pull.json after this run: everything from the outcome, the reboot
+    /// counters from the previous file (only this kernel's: counters of
+    /// kernels that are gone would grow the file forever).
+    fn state(&self, prev: PullState, kver: &str, started: String, took: Duration) -> PullState {
+        let mut reboots = prev.reboots;
+        reboots.retain(|k, _| k == kver);
+        PullState {
+            kernel: kver.to_string(),
+            result: self.result,
+            message: self.message.clone(),
+            image: self.image.clone(),
+            digest: self.digest.clone(),
+            source: self.source.clone(),
+            downloaded_bytes: self.downloaded,
+            extracted_bytes: self.extracted,
+            started,
+            finished: units::now_rfc3339(),
+            duration_ms: took.as_millis() as u64,
+            reboots,
+            reboot_guard: false,
+            image_defect: self.defect,
+        }
+    }
 }
 
-pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
+/// How `pull` runs, from its command line.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Never reboot, whatever `after_pull` says.
+    pub no_reboot: bool,
+    /// Take the image from this OCI layout instead of the registry.
+    pub oci_layout: Option<PathBuf>,
+}
+
+impl Settings {
+    pub fn from_opts(o: &cli::PullOpts) -> Self {
+        Settings {
+            no_reboot: o.no_reboot,
+            oci_layout: o.oci_layout.clone(),
+        }
+    }
+}
+
+pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     let t0 = Instant::now();
-    let kver = match &opts.common.kernel_release {
-        Some(k) => k.clone(),
-        None => running_kernel()?,
-    };
-    let configs = kmm_day1_config::load_dir(&opts.common.config_dir)?;
+    let (kver, configs, store) = (&run.kernel, &run.configs, &run.store);
     if configs.is_empty() {
         let msg = format!(
             "no configs in {}: nothing to pull",
-            opts.common.config_dir.display()
+            run.config_dir.display()
         );
         log::info!("{msg}");
         notify::ready(&msg);
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::new(&opts.common.store);
     notify::status("waiting for the store lock");
     let lock = store.lock()?;
-    publish::clean_stale(&lock, &store)?;
+    publish::clean_stale(&lock, store)?;
     let deadline = Instant::now() + budget();
 
     let mut failed = Vec::new();
@@ -104,14 +137,14 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     let mut summaries = Vec::new();
     // Config, image and digest of the summary line, when there is one config.
     let mut last_fields: [String; 3] = Default::default();
-    for (name, cfg) in &configs {
+    for (name, cfg) in configs {
         let started = units::now_rfc3339();
         let t_config = Instant::now();
-        let outcome = match pull_one(&store, &lock, name, cfg, &kver, opts, deadline) {
+        let outcome = match pull_one(store, &lock, name, cfg, kver, opts, deadline) {
             Ok(o) => o,
             Err(e) => Outcome {
                 // Journal lines and status name the image even on failure.
-                image: cfg.resolve(name, &kver).ok().flatten().map(|r| r.reference),
+                image: cfg.resolve(name, kver).ok().flatten().map(|r| r.reference),
                 defect: crate::extract::is_defect(&e),
                 ..Outcome::simple(PullResult::Failed, format!("{e:#}"))
             },
@@ -134,7 +167,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
                     ("MESSAGE_ID", id),
                     ("KMM_DAY1_CONFIG", name),
                     ("KMM_DAY1_IMAGE", outcome.image.as_deref().unwrap_or("")),
-                    ("KMM_DAY1_KERNEL", &kver),
+                    ("KMM_DAY1_KERNEL", kver),
                     ("KMM_DAY1_RESULT", outcome.result.as_str()),
                     ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
                 ],
@@ -150,22 +183,8 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
             );
         }
         let path = store.pull_state_path(name);
-        let mut st: PullState = state::load(&path).ok().flatten().unwrap_or_default();
-        st.kernel = kver.clone();
-        st.result = outcome.result;
-        st.message = outcome.message.clone();
-        st.image = outcome.image.clone();
-        st.digest = outcome.digest.clone();
-        st.source = outcome.source.clone();
-        st.downloaded_bytes = outcome.downloaded;
-        st.extracted_bytes = outcome.extracted;
-        st.started = started;
-        st.finished = units::now_rfc3339();
-        st.duration_ms = t_config.elapsed().as_millis() as u64;
-        st.reboot_guard = false;
-        st.image_defect = outcome.defect;
-        // Counters of kernels that are gone would grow the file forever.
-        st.reboots.retain(|k, _| *k == kver);
+        let prev: PullState = state::load(&path).ok().flatten().unwrap_or_default();
+        let st = outcome.state(prev, kver, started, t_config.elapsed());
         state::save(&lock, &path, &st)?;
         // A failure's error is on its own line just above: the summary
         // names it and does not repeat it.
@@ -194,21 +213,21 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     }
     if failed.is_empty() {
         // Every needed blob is in a tree now; nothing to resume.
-        publish::clear_blobs(&lock, &store)?;
+        publish::clear_blobs(&lock, store)?;
     }
 
     // Counted under the lock, requested once everything else is done.
     let reboot = if reboot_for.is_empty() {
         false
     } else {
-        match count_reboots(&store, &lock, &kver, &reboot_for) {
+        match count_reboots(store, &lock, kver, &reboot_for) {
             Ok(()) => true,
             Err(e) => {
                 log::send(
                     log::Priority::Error,
                     &[
                         ("MESSAGE_ID", log::id::REBOOT_GUARD),
-                        ("KMM_DAY1_KERNEL", &kver),
+                        ("KMM_DAY1_KERNEL", kver),
                     ],
                     format_args!("{e:#}"),
                 );
@@ -228,11 +247,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
             "swapping modules live for {}",
             live_for.join(", ")
         ));
-        let replace_opts = cli::ReplaceOpts {
-            common: opts.common.clone(),
-            ..cli::ReplaceOpts::default()
-        };
-        match crate::replace::run(&replace_opts) {
+        match crate::replace::run(run, &crate::replace::Settings::swap()) {
             Ok(code) if code == ExitCode::SUCCESS => {
                 summaries.push(format!("swapped live: {}", live_for.join(", ")));
             }
@@ -255,7 +270,7 @@ pub fn run(opts: &cli::PullOpts) -> Result<ExitCode> {
     );
     let one = configs.len() == 1;
     let mut fields: Vec<(&str, &str)> = vec![
-        ("KMM_DAY1_KERNEL", &kver),
+        ("KMM_DAY1_KERNEL", kver),
         (
             "KMM_DAY1_RESULT",
             if failed.is_empty() { "ok" } else { "failed" },
@@ -345,7 +360,7 @@ fn pull_one(
     name: &str,
     cfg: &NodeConfig,
     kver: &str,
-    opts: &cli::PullOpts,
+    opts: &Settings,
     deadline: Instant,
 ) -> Result<Outcome> {
     let Some(resolved) = cfg.resolve(name, kver)? else {

@@ -4,144 +4,80 @@
 //! a plan out and, if any step fails, puts the in-tree modules back.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use kmm_day1_config::{load_dir, module_name_canonical, NodeConfig};
-use serde::Serialize;
+use anyhow::{bail, Result};
+use kmm_day1_config::{module_name_canonical, NodeConfig};
 
 use crate::cli;
+use crate::context::RunContext;
 use crate::kernel::{self, Kernel, KernelError};
 use crate::log;
 use crate::modules::Tree;
 use crate::notify;
 use crate::plan::{self, Inputs, LoadStep, ModinfoCache, Plan, Source};
-use crate::status;
 use crate::store::state::{self, LoadedModule, ReplaceResult, ReplaceState, TreeMeta};
 use crate::store::{Store, StoreLock, META_FILE};
 use crate::units;
 
-/// `--dry-run --json` output (documented in docs/replace.md).
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub kernel: String,
-    /// `status`'s health and exit code (absent with `--modules-root`,
-    /// which plans from a tree outside the store `status` reports on).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<status::Health>,
-    pub exit_code: u8,
-    pub configs: Vec<ConfigReport>,
+/// How `replace` runs, from its command line (or `pull`'s live swap).
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Print the plan, touch nothing (`--dry-run`).
+    pub dry_run: bool,
+    pub json: bool,
+    /// `--modules-root`: plan from this tree instead of the store's.
+    pub modules_root: Option<PathBuf>,
+    /// Where the host's module trees are (`/lib/modules`).
+    pub host_modules_root: PathBuf,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ConfigReport {
-    pub name: String,
-    /// `planned`, `up-to-date`, `waiting-for-pull`, `no-mapping` or `error`.
-    pub status: &'static str,
-    /// The config's state and health as `status` reports them (absent
-    /// with `--modules-root`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<status::State>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<status::Health>,
-    /// The module tree planned from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tree: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Plan>,
+impl Settings {
+    pub fn from_opts(o: &cli::ReplaceOpts) -> Self {
+        Settings {
+            dry_run: o.dry_run,
+            json: o.json,
+            modules_root: o.modules_root.clone(),
+            host_modules_root: o
+                .host_modules_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(HOST_MODULES)),
+        }
+    }
+
+    /// The real swap, as the replace unit runs it.
+    pub fn swap() -> Self {
+        Settings {
+            host_modules_root: PathBuf::from(HOST_MODULES),
+            ..Settings::default()
+        }
+    }
 }
 
-pub fn run(opts: &cli::ReplaceOpts) -> Result<ExitCode> {
-    let kver = match &opts.common.kernel_release {
-        Some(k) => k.clone(),
-        None => kernel::running_release().context("reading the running kernel's release")?,
+const HOST_MODULES: &str = "/lib/modules";
+
+pub fn run(run: &RunContext, settings: &Settings) -> Result<ExitCode> {
+    let kver = &run.kernel;
+    let host = Tree::open_if_exists(&settings.host_modules_root.join(kver))?;
+    let ctx = Ctx {
+        store: &run.store,
+        modules_root: settings.modules_root.as_deref(),
+        kver,
+        host: host.as_ref(),
     };
-    let configs = load_dir(&opts.common.config_dir)?;
-    let store = Store::new(&opts.common.store);
-    let host_root = opts
-        .host_modules_root
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/lib/modules"));
-    let host = Tree::open_if_exists(&host_root.join(&kver))?;
     let mut real = kernel::Real::new();
-
-    if opts.dry_run {
-        // Nothing is locked or written: a dry run may run beside a real one.
-        let mut cache = ModinfoCache::new();
-        let mut trees = TreeCache::new();
-        let configs = configs
-            .iter()
-            .map(|(name, cfg)| {
-                let ctx = Ctx {
-                    store: &store,
-                    opts,
-                    kver: &kver,
-                    host: host.as_ref(),
-                };
-                plan_config(&ctx, name, cfg, &real, &mut cache, &mut trees)
-            })
-            .collect();
-        let mut report = Report {
-            kernel: kver,
-            health: None,
-            exit_code: 0,
-            configs,
-        };
-        // On the store, the same state, health and exit code as `status`:
-        // a script asking "is this node right?" must get one answer from
-        // either command. A plan that cannot be made is at least 1 (status
-        // does not plan, so it is the one thing the dry run knows better).
-        let planned_ok = !report.configs.iter().any(|c| c.status == "error");
-        let mut code = u8::from(!planned_ok);
-        if opts.modules_root.is_none() {
-            let st = status::collect(&cli::StatusOpts {
-                common: cli::Common {
-                    kernel_release: Some(report.kernel.clone()),
-                    ..opts.common.clone()
-                },
-                json: false,
-                sys_root: None,
-            })?;
-            for c in &mut report.configs {
-                if let Some(s) = st.configs.iter().find(|s| s.name == c.name) {
-                    c.state = Some(s.state);
-                    c.health = Some(s.health);
-                }
-            }
-            report.health = Some(st.health);
-            code = code.max(st.exit_code);
-        }
-        report.exit_code = code;
-        if opts.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{}", render(&report));
-        }
-        return Ok(ExitCode::from(code));
+    if settings.dry_run {
+        return report::dry_run(run, &ctx, settings.json, &real);
     }
 
-    let lock = store.lock()?;
+    let lock = run.store.lock()?;
     let mut ok = true;
-    if configs.is_empty() {
-        log::info!(
-            "no configs in {}: nothing to do",
-            opts.common.config_dir.display()
-        );
+    if run.configs.is_empty() {
+        log::info!("no configs in {}: nothing to do", run.config_dir.display());
     }
-    for (name, cfg) in &configs {
-        let ctx = Ctx {
-            store: &store,
-            opts,
-            kver: &kver,
-            host: host.as_ref(),
-        };
+    for (name, cfg) in &run.configs {
         ok &= replace_config(&ctx, &lock, name, cfg, &mut real)?;
     }
     Ok(if ok {
@@ -154,12 +90,12 @@ pub fn run(opts: &cli::ReplaceOpts) -> Result<ExitCode> {
 /// The module tree to act on: `--modules-root` or the store's current tree.
 fn image_tree(
     store: &Store,
-    opts: &cli::ReplaceOpts,
+    modules_root: Option<&Path>,
     kver: &str,
     name: &str,
     cfg: &NodeConfig,
 ) -> Option<(PathBuf, Option<String>, Option<String>)> {
-    match &opts.modules_root {
+    match modules_root {
         Some(root) => {
             let firmware = cfg.firmware_dir.as_deref().and_then(|fw| {
                 image_root_of(root, &cfg.module_root).map(|r| r.join(fw.trim_start_matches('/')))
@@ -215,7 +151,8 @@ fn non_empty_dir(p: &Path) -> bool {
 /// What every config of one run shares.
 struct Ctx<'a> {
     store: &'a Store,
-    opts: &'a cli::ReplaceOpts,
+    /// `--modules-root`, standing in for the store's trees.
+    modules_root: Option<&'a Path>,
     kver: &'a str,
     host: Option<&'a Tree>,
 }
@@ -234,13 +171,14 @@ fn plan_config(
 ) -> ConfigReport {
     let Ctx {
         store,
-        opts,
+        modules_root,
         kver,
         host,
     } = *ctx;
     let mut report = ConfigReport {
         name: name.to_string(),
-        status: "error",
+        status: PlanStatus::Error,
+        reference: None,
         state: None,
         health: None,
         tree: None,
@@ -251,7 +189,7 @@ fn plan_config(
     let resolved = match cfg.resolve(name, kver) {
         Ok(Some(r)) => r,
         Ok(None) => {
-            report.status = "no-mapping";
+            report.status = PlanStatus::NoMapping;
             return report;
         }
         Err(e) => {
@@ -259,8 +197,10 @@ fn plan_config(
             return report;
         }
     };
-    let Some((dir, digest, firmware_path)) = image_tree(store, opts, kver, name, cfg) else {
-        report.status = "waiting-for-pull";
+    report.reference = Some(resolved.reference.clone());
+    let Some((dir, digest, firmware_path)) = image_tree(store, modules_root, kver, name, cfg)
+    else {
+        report.status = PlanStatus::WaitingForPull;
         return report;
     };
     report.tree = Some(dir.clone());
@@ -291,122 +231,15 @@ fn plan_config(
     match result {
         Ok(p) => {
             report.status = if p.up_to_date {
-                "up-to-date"
+                PlanStatus::UpToDate
             } else {
-                "planned"
+                PlanStatus::Planned
             };
             report.plan = Some(p);
         }
         Err(e) => report.error = Some(format!("{e:#}")),
     }
     report
-}
-
-/// Human text of a dry run.
-pub fn render(r: &Report) -> String {
-    let mut s = String::new();
-    match r.health {
-        Some(h) => {
-            let _ = writeln!(
-                s,
-                "kernel {}: {} (exit {})",
-                r.kernel,
-                h.as_str(),
-                r.exit_code
-            );
-        }
-        None => {
-            let _ = writeln!(s, "kernel {}", r.kernel);
-        }
-    }
-    if r.configs.is_empty() {
-        let _ = writeln!(s, "no configs: nothing to plan");
-    }
-    for c in &r.configs {
-        let _ = write!(s, "\n{}: ", c.name);
-        if let (Some(st), Some(h)) = (c.state, c.health) {
-            let _ = write!(s, "{} ({}): ", st.as_str(), h.as_str());
-        }
-        match c.status {
-            "no-mapping" => {
-                let _ = writeln!(s, "no kernel mapping matches this kernel: nothing to do");
-            }
-            "waiting-for-pull" => {
-                let _ = writeln!(
-                    s,
-                    "no verified tree in the store for this kernel: waiting for pull"
-                );
-            }
-            "error" => {
-                let _ = writeln!(
-                    s,
-                    "cannot plan: {}",
-                    c.error.as_deref().unwrap_or("unknown error")
-                );
-            }
-            _ => {
-                let p = c.plan.as_ref();
-                let _ = writeln!(
-                    s,
-                    "{} (tree {}{})",
-                    if c.status == "up-to-date" {
-                        "already loaded with the image's srcversion: nothing to do"
-                    } else {
-                        "plan"
-                    },
-                    c.tree
-                        .as_deref()
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_default(),
-                    c.digest
-                        .as_deref()
-                        .map(|d| format!(", {d}"))
-                        .unwrap_or_default()
-                );
-                let Some(p) = p.filter(|_| c.status == "planned") else {
-                    continue;
-                };
-                let list = |v: &[String]| {
-                    if v.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        v.join(", ")
-                    }
-                };
-                let _ = writeln!(s, "  remove: {}", list(&p.remove));
-                if let Some(fw) = &p.firmware_path {
-                    let _ = writeln!(s, "  firmware path: {fw}");
-                }
-                let _ = writeln!(s, "  load, in order:");
-                for (i, l) in p.load.iter().enumerate() {
-                    let _ = writeln!(
-                        s,
-                        "    {}. {} {}{} ({}{})",
-                        i + 1,
-                        l.name,
-                        l.path.display(),
-                        if l.params.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" {}", l.params)
-                        },
-                        match l.source {
-                            Source::Image => "image",
-                            Source::Host => "host",
-                        },
-                        if l.signed { ", signed" } else { "" }
-                    );
-                }
-                if !p.kept.is_empty() {
-                    let _ = writeln!(s, "  already loaded, kept: {}", p.kept.join(", "));
-                }
-                if !p.builtin.is_empty() {
-                    let _ = writeln!(s, "  built into the kernel: {}", p.builtin.join(", "));
-                }
-            }
-        }
-    }
-    s
 }
 
 /// Replace one config's modules; false when it failed (after rollback).
@@ -431,33 +264,26 @@ fn replace_config(
     let mut st = ReplaceState {
         kernel: kver.to_string(),
         digest: report.digest.clone(),
-        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
+        boot_id: kernel.boot_id().unwrap_or_default(),
         started,
         ..ReplaceState::default()
     };
     let plan_ms = t0.elapsed().as_millis();
-    let resolved_ref = cfg
-        .resolve(name, kver)
-        .ok()
-        .flatten()
-        .map(|r| r.reference)
-        .unwrap_or_default();
+    let resolved_ref = report.reference.clone().unwrap_or_default();
     let ok = match (report.status, report.plan) {
-        ("no-mapping", _) => {
+        (PlanStatus::NoMapping, _) => {
             log::info!("{name}: no kernel mapping matches {kver}: nothing to do");
             // Not an outcome worth a state file: nothing was or will be done.
             return Ok(true);
         }
-        ("waiting-for-pull", _) => {
+        (PlanStatus::WaitingForPull, _) => {
             let msg = format!("{name}: no verified tree for {kver} in the store yet: waiting for pull (the in-tree driver stays)");
             notify::status(&msg);
             st.result = ReplaceResult::WaitingForPull;
             st.message = msg;
             true
         }
-        ("up-to-date", _) => {
+        (PlanStatus::UpToDate, _) => {
             let msg = format!(
                 "{name}: {} already loaded with the image's srcversion: nothing to do",
                 cfg.modules.join(", ")
@@ -467,7 +293,7 @@ fn replace_config(
             st.message = msg;
             true
         }
-        ("planned", Some(p)) => {
+        (PlanStatus::Planned, Some(p)) => {
             let outcome = execute(&p, host, kernel);
             let total_ms = t0.elapsed().as_millis();
             st.removed = outcome.removed.clone();
@@ -740,5 +566,8 @@ pub fn load_error(step: &LoadStep, e: &KernelError, kernel: &dyn Kernel) -> Stri
     }
 }
 
+mod report;
 #[cfg(test)]
 mod tests;
+
+pub use report::{ConfigReport, PlanStatus};

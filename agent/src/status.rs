@@ -15,6 +15,8 @@ use kmm_day1_config::{module_name_canonical, AfterPull, NodeConfig};
 use serde::Serialize;
 
 use crate::cli;
+use crate::context::RunContext;
+use crate::kernel::{Kernel as _, Real};
 use crate::modules::Tree;
 use crate::store::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, TreeMeta};
 use crate::store::Store;
@@ -162,7 +164,11 @@ pub struct Phase {
 }
 
 pub fn run(opts: &cli::StatusOpts) -> Result<ExitCode> {
-    let report = match collect(opts) {
+    let mut kernel = Real::new();
+    if let Some(sys) = &opts.sys_root {
+        kernel = kernel.with_sys(sys);
+    }
+    let report = match RunContext::from_common(&opts.common).and_then(|c| collect(&c, &kernel)) {
         Ok(r) => r,
         Err(e) => {
             // A status that cannot be read is a failed check, not "degraded".
@@ -178,28 +184,19 @@ pub fn run(opts: &cli::StatusOpts) -> Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
-pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
-    let kver = match &opts.common.kernel_release {
-        Some(k) => k.clone(),
-        None => crate::pull::running_kernel()?,
-    };
-    let configs = kmm_day1_config::load_dir(&opts.common.config_dir)?;
-    let store = Store::new(&opts.common.store);
-    let sys = opts
-        .sys_root
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("/sys"));
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string());
+/// The report on `ctx`'s configs, with the module and boot facts read
+/// through `kernel`.
+pub fn collect(ctx: &RunContext, kernel: &Real) -> Result<Report> {
+    let boot_id = kernel.boot_id();
     let env = Env {
-        config_dir: &opts.common.config_dir,
-        store: &store,
-        kver: &kver,
-        sys_modules: Some(sys.join("module")).filter(|p| p.is_dir()),
+        config_dir: &ctx.config_dir,
+        store: &ctx.store,
+        kver: &ctx.kernel,
+        kernel: kernel.has_module_sysfs().then_some(kernel),
         boot_id: boot_id.as_deref(),
     };
-    let configs: Vec<ConfigStatus> = configs
+    let configs: Vec<ConfigStatus> = ctx
+        .configs
         .iter()
         .map(|(name, cfg)| config_status(&env, name, cfg))
         .collect();
@@ -210,13 +207,13 @@ pub fn collect(opts: &cli::StatusOpts) -> Result<Report> {
         .unwrap_or(Health::Unconfigured);
     Ok(Report {
         version: JSON_VERSION,
-        kernel: kver,
+        kernel: ctx.kernel.clone(),
         boot_id,
         health,
         exit_code: health as u8,
-        selinux: crate::selinux::status(Path::new("/"), &opts.common.store),
+        selinux: crate::selinux::status(Path::new("/"), &ctx.store.root),
         configs,
-        config_dir: opts.common.config_dir.clone(),
+        config_dir: ctx.config_dir.clone(),
     })
 }
 
@@ -229,8 +226,8 @@ struct Env<'a> {
     config_dir: &'a Path,
     store: &'a Store,
     kver: &'a str,
-    /// `/sys/module`, when this system has one.
-    sys_modules: Option<PathBuf>,
+    /// The kernel's per-module sysfs, when this system has one.
+    kernel: Option<&'a Real>,
     boot_id: Option<&'a str>,
 }
 
@@ -425,13 +422,8 @@ fn module_status(
                 .and_then(|t| t.module(m))
                 .and_then(|e| modinfo::read(&e.path).ok())
                 .and_then(|i| i.srcversion);
-            let (loaded_srcversion, loaded_from) = match &env.sys_modules {
-                Some(sys) => (
-                    std::fs::read_to_string(sys.join(&canon).join("srcversion"))
-                        .ok()
-                        .map(|s| s.trim().to_string()),
-                    Some("sysfs"),
-                ),
+            let (loaded_srcversion, loaded_from) = match env.kernel {
+                Some(k) => (k.srcversion(&canon), Some("sysfs")),
                 None => match replace_now.filter(|r| {
                     matches!(
                         r.result,
@@ -469,10 +461,7 @@ fn module_status(
                             && r.loaded
                                 .iter()
                                 .any(|l| module_name_canonical(&l.name) == canon)
-                    }) && env
-                        .sys_modules
-                        .as_ref()
-                        .is_none_or(|sys| sys.join(&canon).is_dir())
+                    }) && env.kernel.is_none_or(|k| k.has_module(&canon))
                 }
             };
             ModuleStatus {

@@ -409,14 +409,14 @@ fn replace_json_records_each_outcome() {
     let _ = fs::remove_dir_all(&root);
     let store = Store::new(&root);
     let lock = store.lock().unwrap();
-    let opts = cli::ReplaceOpts::default();
     let ctx = Ctx {
         store: &store,
-        opts: &opts,
+        modules_root: None,
         kver: K,
         host: Some(&w.host_tree),
     };
     let mut k = w.kernel(false);
+    k.boot_id = Some("boot-1".into());
     let state = |store: &Store| -> ReplaceState {
         state::load(&store.replace_state_path("sfc"))
             .unwrap()
@@ -426,6 +426,7 @@ fn replace_json_records_each_outcome() {
     // No tree yet: waiting for pull, success, nothing touched.
     assert!(replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap());
     assert_eq!(state(&store).result, ReplaceResult::WaitingForPull);
+    assert_eq!(state(&store).boot_id, "boot-1", "the kernel's boot id");
     assert!(k.calls.is_empty());
 
     // Publish the image's tree as pull would, with a firmware dir.
