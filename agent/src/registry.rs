@@ -142,71 +142,13 @@ fn retryable(e: &anyhow::Error) -> bool {
         .is_some_and(RegistryError::retryable)
 }
 
+/// The registry as one of the two image sources (the other is
+/// `oci::layout`): the trait's methods are the client's only way in.
 impl ImageSource for Registry {
-    fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
-        Registry::resolve(self, image)
-    }
-
-    fn fetch_blob(
-        &mut self,
-        image: &ResolvedImage,
-        desc: &Descriptor,
-        offset: u64,
-        sink: &mut dyn Write,
-    ) -> Result<u64> {
-        Registry::fetch_blob(self, image, desc, offset, sink)
-    }
-}
-
-/// The registry client for one pull.
-#[derive(Debug)]
-pub struct Registry {
-    opts: RegistryOptions,
-    http: Client,
-    auth: AuthFiles,
-    mirrors: Mirrors,
-    /// Insecure hosts that answered TLS with something else: plain HTTP.
-    plain_http: HashSet<String>,
-    /// `Authorization` per endpoint name, once a challenge was answered.
-    authz: HashMap<String, String>,
-    /// Endpoints that served a manifest, by name, for `fetch_blob`.
-    served: HashMap<String, Endpoint>,
-}
-
-impl Registry {
-    /// Reads the auth files and registries.conf now, so a broken file is
-    /// reported before any network traffic; proxies come from the environment.
-    pub fn new(opts: RegistryOptions) -> Result<Registry> {
-        let auth = AuthFiles::load(&opts.auth_files)?;
-        let mirrors = Mirrors::load(&opts.registries_conf, &opts.registries_conf_d)?;
-        let tls = TlsSettings::new(opts.certs_dirs.clone(), opts.extra_ca_dir.clone());
-        Ok(Registry {
-            http: Client::new(tls, Proxy::from_env()),
-            opts,
-            auth,
-            mirrors,
-            plain_http: HashSet::new(),
-            authz: HashMap::new(),
-            served: HashMap::new(),
-        })
-    }
-
-    /// Replace the proxy settings read from the environment.
-    #[allow(dead_code)] // tests; the agent uses the environment
-    pub fn set_proxy(&mut self, proxy: Proxy) {
-        self.http.proxy = proxy;
-    }
-
-    /// Use this PEM bundle as the system trust store.
-    #[allow(dead_code)] // tests; the agent uses the distribution's bundle
-    pub fn set_system_bundle(&mut self, path: PathBuf) {
-        self.http.tls.system_bundle = Some(path);
-    }
-
     /// Resolve a tag or digest reference to the platform manifest, trying
     /// mirrors in order then the source. Verifies the manifest (and index)
     /// bytes against their digest when the reference or index names one.
-    pub fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
+    fn resolve(&mut self, image: &ImageRef) -> Result<ResolvedImage> {
         let endpoints = self.mirrors.endpoints(image, self.opts.insecure)?;
         let mut finals: Vec<Option<anyhow::Error>> = endpoints.iter().map(|_| None).collect();
         let mut attempt = 0u32;
@@ -268,7 +210,7 @@ impl Registry {
     /// connection lost mid-body is resumed from where it stopped, within
     /// the deadline. No digest check here: the caller hashes what it writes.
     /// At most `desc.size` bytes are ever written.
-    pub fn fetch_blob(
+    fn fetch_blob(
         &mut self,
         image: &ResolvedImage,
         desc: &Descriptor,
@@ -300,6 +242,52 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// The registry client for one pull.
+#[derive(Debug)]
+pub struct Registry {
+    opts: RegistryOptions,
+    http: Client,
+    auth: AuthFiles,
+    mirrors: Mirrors,
+    /// Insecure hosts that answered TLS with something else: plain HTTP.
+    plain_http: HashSet<String>,
+    /// `Authorization` per endpoint name, once a challenge was answered.
+    authz: HashMap<String, String>,
+    /// Endpoints that served a manifest, by name, for `fetch_blob`.
+    served: HashMap<String, Endpoint>,
+}
+
+impl Registry {
+    /// Reads the auth files and registries.conf now, so a broken file is
+    /// reported before any network traffic; proxies come from the environment.
+    pub fn new(opts: RegistryOptions) -> Result<Registry> {
+        let auth = AuthFiles::load(&opts.auth_files)?;
+        let mirrors = Mirrors::load(&opts.registries_conf, &opts.registries_conf_d)?;
+        let tls = TlsSettings::new(opts.certs_dirs.clone(), opts.extra_ca_dir.clone());
+        Ok(Registry {
+            http: Client::new(tls, Proxy::from_env()),
+            opts,
+            auth,
+            mirrors,
+            plain_http: HashSet::new(),
+            authz: HashMap::new(),
+            served: HashMap::new(),
+        })
+    }
+
+    /// Replace the proxy settings read from the environment.
+    #[allow(dead_code)] // tests; the agent uses the environment
+    pub fn set_proxy(&mut self, proxy: Proxy) {
+        self.http.proxy = proxy;
+    }
+
+    /// Use this PEM bundle as the system trust store.
+    #[allow(dead_code)] // tests; the agent uses the distribution's bundle
+    pub fn set_system_bundle(&mut self, path: PathBuf) {
+        self.http.tls.system_bundle = Some(path);
     }
 
     fn endpoint_for(&self, source: &str) -> Result<Endpoint> {
@@ -381,14 +369,12 @@ impl Registry {
                 }
             }
         };
-        Ok(ResolvedImage {
-            reference: image.to_string(),
-            digest,
-            index_digest,
-            config: manifest.config,
-            layers: manifest.layers,
-            source: ep.name(),
-        })
+        Ok(ResolvedImage::new(
+            image,
+            (digest, index_digest),
+            manifest,
+            ep.name(),
+        ))
     }
 
     /// The manifest bytes (capped) and the Content-Type they came with.

@@ -116,14 +116,13 @@ impl ImageSource for OciLayout {
                     }
                 }
             };
-        Ok(ResolvedImage {
-            reference: image.to_string(),
-            digest,
-            index_digest,
-            config: manifest.config,
-            layers: manifest.layers,
-            source: format!("oci:{}", self.dir.display()),
-        })
+        let source = format!("oci:{}", self.dir.display());
+        Ok(ResolvedImage::new(
+            image,
+            (digest, index_digest),
+            manifest,
+            source,
+        ))
     }
 
     fn fetch_blob(

@@ -132,6 +132,26 @@ pub struct ImageManifest {
     pub layers: Vec<Descriptor>,
 }
 
+impl ResolvedImage {
+    /// `image` resolved to `manifest`, whose digest is `digest`, reached
+    /// through the index `index_digest` if any, as `source` served it.
+    pub fn new(
+        image: &ImageRef,
+        (digest, index_digest): (String, Option<String>),
+        manifest: ImageManifest,
+        source: String,
+    ) -> Self {
+        ResolvedImage {
+            reference: image.to_string(),
+            digest,
+            index_digest,
+            config: manifest.config,
+            layers: manifest.layers,
+            source,
+        }
+    }
+}
+
 /// An entry of an image index (or of an OCI layout's `index.json`).
 #[derive(Debug)]
 pub struct IndexEntry {

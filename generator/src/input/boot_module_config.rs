@@ -111,10 +111,7 @@ pub fn map(doc: &Value, name: Option<&str>) -> Result<Loaded> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cr(yaml: &str) -> Value {
-        serde_norway::from_str(yaml).unwrap()
-    }
+    use crate::input::cr;
 
     const BASE: &str = "
 apiVersion: kmm.sigs.x-k8s.io/v1beta1

@@ -61,14 +61,7 @@ pub fn load(args: &GenerateArgs) -> Result<Loaded> {
         });
     }
     apply_pull_flags(args, &mut config);
-    Ok(Loaded {
-        name,
-        config,
-        pool: None,
-        pool_source: "",
-        mc_name: None,
-        warnings,
-    })
+    Ok(Loaded::plain(name, config, warnings))
 }
 
 /// `MODULE=KEY=VALUE` (or `MODULE=KEY`) → `parameters.MODULE += ["KEY=VALUE"]`.

@@ -38,6 +38,27 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+impl Loaded {
+    /// A config from flags or a node TOML: no pool or MachineConfig name
+    /// of its own.
+    fn plain(name: String, config: NodeConfig, warnings: Vec<String>) -> Self {
+        Loaded {
+            name,
+            config,
+            pool: None,
+            pool_source: "",
+            mc_name: None,
+            warnings,
+        }
+    }
+}
+
+/// A custom resource of a test, from its YAML.
+#[cfg(test)]
+fn cr(yaml: &str) -> serde_json::Value {
+    serde_norway::from_str(yaml).unwrap()
+}
+
 /// The node configs of the input: one, or one per document of a
 /// multi-document `--from-module` file.
 pub fn load(args: &GenerateArgs) -> Result<Vec<Loaded>> {

@@ -319,10 +319,7 @@ fn pool_from_selector(sel: &Map<String, Value>, ctx: &mut Ctx) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cr(yaml: &str) -> Value {
-        serde_norway::from_str(yaml).unwrap()
-    }
+    use crate::input::cr;
 
     const BASE: &str = "
 apiVersion: kmm.sigs.x-k8s.io/v1beta1

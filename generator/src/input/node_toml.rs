@@ -19,12 +19,5 @@ pub fn load(path: &Path, name: Option<&str>) -> Result<Loaded> {
         }
         None => NodeConfig::name_of(path).unwrap_or_default().to_string(),
     };
-    Ok(Loaded {
-        name,
-        config,
-        pool: None,
-        pool_source: "",
-        mc_name: None,
-        warnings: Vec::new(),
-    })
+    Ok(Loaded::plain(name, config, Vec::new()))
 }
