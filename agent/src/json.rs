@@ -12,6 +12,22 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+/// A field of the wrong type, a required one missing, or a value out of
+/// range; the message names the field. Callers add what was being read
+/// (the file, the manifest) when they turn it into their own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FieldError(String);
+
+impl FieldError {
+    pub fn new(message: impl Into<String>) -> Self {
+        FieldError(message.into())
+    }
+}
+
+/// What every reader here returns.
+pub type Result<T> = std::result::Result<T, FieldError>;
+
 /// One JSON object being read; `what` names it in errors.
 #[derive(Debug, Clone, Copy)]
 pub struct Object<'a> {
@@ -19,10 +35,13 @@ pub struct Object<'a> {
 }
 
 /// `v` as an object.
-pub fn object<'a>(v: &'a Value, what: &str) -> Result<Object<'a>, String> {
+pub fn object<'a>(v: &'a Value, what: &str) -> Result<Object<'a>> {
     match v {
         Value::Object(map) => Ok(Object { map }),
-        other => Err(format!("{what}: expected an object, found {}", kind(other))),
+        other => Err(FieldError(format!(
+            "{what}: expected an object, found {}",
+            kind(other)
+        ))),
     }
 }
 
@@ -38,8 +57,11 @@ fn kind(v: &Value) -> &'static str {
 }
 
 #[inline(never)]
-fn wrong(key: &str, expected: &str, found: &Value) -> String {
-    format!("`{key}`: expected {expected}, found {}", kind(found))
+fn wrong(key: &str, expected: &str, found: &Value) -> FieldError {
+    FieldError(format!(
+        "`{key}`: expected {expected}, found {}",
+        kind(found)
+    ))
 }
 
 impl<'a> Object<'a> {
@@ -49,7 +71,7 @@ impl<'a> Object<'a> {
     }
 
     /// A string field; absent is `None`.
-    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>, String> {
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -58,25 +80,25 @@ impl<'a> Object<'a> {
     }
 
     /// A string field; absent is `""`.
-    pub fn string(&self, key: &str) -> Result<String, String> {
+    pub fn string(&self, key: &str) -> Result<String> {
         Ok(self.opt_str(key)?.unwrap_or_default().to_string())
     }
 
     /// An optional string field.
-    pub fn opt_string(&self, key: &str) -> Result<Option<String>, String> {
+    pub fn opt_string(&self, key: &str) -> Result<Option<String>> {
         Ok(self.opt_str(key)?.map(str::to_string))
     }
 
     /// A string field that must be there.
-    pub fn required_str(&self, key: &str) -> Result<&'a str, String> {
+    pub fn required_str(&self, key: &str) -> Result<&'a str> {
         self.opt_str(key)?
-            .ok_or_else(|| format!("missing field `{key}`"))
+            .ok_or_else(|| FieldError(format!("missing field `{key}`")))
     }
 
     /// A non-negative integer field that must be there.
-    pub fn required_u64(&self, key: &str) -> Result<u64, String> {
+    pub fn required_u64(&self, key: &str) -> Result<u64> {
         match self.get(key) {
-            None => Err(format!("missing field `{key}`")),
+            None => Err(FieldError(format!("missing field `{key}`"))),
             Some(v) => v
                 .as_u64()
                 .ok_or_else(|| wrong(key, "an unsigned integer", v)),
@@ -84,7 +106,7 @@ impl<'a> Object<'a> {
     }
 
     /// An object field; absent is `None`.
-    pub fn opt_object(&self, key: &str) -> Result<Option<Object<'a>>, String> {
+    pub fn opt_object(&self, key: &str) -> Result<Option<Object<'a>>> {
         self.get(key)
             .map(|v| object(v, &format!("`{key}`")))
             .transpose()
@@ -92,7 +114,7 @@ impl<'a> Object<'a> {
 
     /// An array field; absent is `None` (some formats tell kinds apart by
     /// which arrays are present).
-    pub fn opt_array(&self, key: &str) -> Result<Option<&'a [Value]>, String> {
+    pub fn opt_array(&self, key: &str) -> Result<Option<&'a [Value]>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(a)),
@@ -101,7 +123,7 @@ impl<'a> Object<'a> {
     }
 
     /// A non-negative integer field; absent is 0.
-    pub fn u64(&self, key: &str) -> Result<u64, String> {
+    pub fn u64(&self, key: &str) -> Result<u64> {
         match self.get(key) {
             None => Ok(0),
             Some(v) => v
@@ -111,7 +133,7 @@ impl<'a> Object<'a> {
     }
 
     /// A boolean field; absent is `false`.
-    pub fn bool(&self, key: &str) -> Result<bool, String> {
+    pub fn bool(&self, key: &str) -> Result<bool> {
         match self.get(key) {
             None => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
@@ -120,7 +142,7 @@ impl<'a> Object<'a> {
     }
 
     /// An array field; absent is empty.
-    pub fn array(&self, key: &str) -> Result<&'a [Value], String> {
+    pub fn array(&self, key: &str) -> Result<&'a [Value]> {
         match self.get(key) {
             None => Ok(&[]),
             Some(Value::Array(a)) => Ok(a),
@@ -129,7 +151,7 @@ impl<'a> Object<'a> {
     }
 
     /// An array of strings; absent is empty.
-    pub fn strings(&self, key: &str) -> Result<Vec<String>, String> {
+    pub fn strings(&self, key: &str) -> Result<Vec<String>> {
         self.array(key)?
             .iter()
             .map(|v| match v {
@@ -140,7 +162,7 @@ impl<'a> Object<'a> {
     }
 
     /// An object of small counters (`{"6.1.0": 1}`); absent is empty.
-    pub fn counters(&self, key: &str) -> Result<BTreeMap<String, u32>, String> {
+    pub fn counters(&self, key: &str) -> Result<BTreeMap<String, u32>> {
         match self.get(key) {
             None => Ok(BTreeMap::new()),
             Some(Value::Object(m)) => m
@@ -177,23 +199,26 @@ mod tests {
         assert_eq!(o.strings("a").unwrap(), ["p", "q"]);
         assert_eq!(o.counters("c").unwrap().get("k"), Some(&2));
         assert_eq!(
-            o.string("n").unwrap_err(),
+            o.string("n").unwrap_err().to_string(),
             "`n`: expected a string, found a number"
         );
         assert_eq!(
-            o.u64("neg").unwrap_err(),
+            o.u64("neg").unwrap_err().to_string(),
             "`neg`: expected an unsigned integer, found a number"
         );
         assert!(o
             .counters("big")
             .unwrap_err()
+            .to_string()
             .starts_with("`big`: expected counters"));
         assert_eq!(
-            o.strings("c").unwrap_err(),
+            o.strings("c").unwrap_err().to_string(),
             "`c`: expected an array, found an object"
         );
         assert_eq!(
-            object(&Value::Bool(true), "pull.json").unwrap_err(),
+            object(&Value::Bool(true), "pull.json")
+                .unwrap_err()
+                .to_string(),
             "pull.json: expected an object, found a boolean"
         );
     }

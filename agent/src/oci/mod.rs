@@ -180,7 +180,7 @@ struct RawDescriptor {
 }
 
 impl RawDescriptor {
-    fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+    fn from_json(v: &serde_json::Value) -> json::Result<Self> {
         let o = json::object(v, "a descriptor")?;
         let platform = match o.opt_object("platform")? {
             None => None,
@@ -213,7 +213,7 @@ impl RawDescriptor {
     }
 }
 
-fn descriptors(list: &[serde_json::Value]) -> Result<Vec<RawDescriptor>, String> {
+fn descriptors(list: &[serde_json::Value]) -> json::Result<Vec<RawDescriptor>> {
     list.iter().map(RawDescriptor::from_json).collect()
 }
 
@@ -222,7 +222,7 @@ fn descriptors(list: &[serde_json::Value]) -> Result<Vec<RawDescriptor>, String>
 pub fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifest> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| anyhow!("not a valid manifest: {e}"))?;
-    let invalid = |e: String| anyhow!("not a valid manifest: {e}");
+    let invalid = |e: json::FieldError| anyhow!("not a valid manifest: {e}");
     let raw = json::object(&value, "the manifest").map_err(invalid)?;
     let header_type =
         header_type.map(|h| h.split(';').next().unwrap_or_default().trim().to_string());
@@ -234,8 +234,9 @@ pub fn parse_manifest(bytes: &[u8], header_type: Option<&str>) -> Result<Manifes
     let schema_version = raw
         .get("schemaVersion")
         .map(|v| {
-            v.as_u64()
-                .ok_or("`schemaVersion`: expected an unsigned integer".to_string())
+            v.as_u64().ok_or_else(|| {
+                json::FieldError::new("`schemaVersion`: expected an unsigned integer")
+            })
         })
         .transpose()
         .map_err(invalid)?;

@@ -159,7 +159,7 @@ pub struct TreeMeta {
 
 /// A state file's type, read from its JSON object.
 pub trait FromJson: Sized {
-    fn from_json(o: Object<'_>) -> Result<Self, String>;
+    fn from_json(o: Object<'_>) -> json::Result<Self>;
 }
 
 /// Read a state file; `None` when it does not exist.
@@ -175,8 +175,8 @@ pub fn load<T: FromJson>(path: &Path) -> Result<Option<T>> {
 
 fn parse<T: FromJson>(bytes: &[u8]) -> Result<T> {
     let value: serde_json::Value = serde_json::from_slice(bytes)?;
-    let o = json::object(&value, "the file").map_err(anyhow::Error::msg)?;
-    T::from_json(o).map_err(anyhow::Error::msg)
+    let o = json::object(&value, "the file")?;
+    Ok(T::from_json(o)?)
 }
 
 /// An enum stored as its `as_str` name; absent is the default.
@@ -185,18 +185,18 @@ fn variant<T: Copy + Default>(
     key: &str,
     all: &[T],
     name: fn(T) -> &'static str,
-) -> Result<T, String> {
+) -> json::Result<T> {
     match o.opt_str(key)? {
         None => Ok(T::default()),
         Some(s) => all.iter().copied().find(|v| name(*v) == s).ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
-            format!("`{key}`: `{s}` is not one of {}", names.join(", "))
+            json::FieldError::new(format!("`{key}`: `{s}` is not one of {}", names.join(", ")))
         }),
     }
 }
 
 impl FromJson for PullState {
-    fn from_json(o: Object<'_>) -> Result<Self, String> {
+    fn from_json(o: Object<'_>) -> json::Result<Self> {
         use PullResult as R;
         Ok(PullState {
             kernel: o.string("kernel")?,
@@ -223,7 +223,7 @@ impl FromJson for PullState {
 }
 
 impl FromJson for ReplaceState {
-    fn from_json(o: Object<'_>) -> Result<Self, String> {
+    fn from_json(o: Object<'_>) -> json::Result<Self> {
         use ReplaceResult as R;
         let loaded = o
             .array("loaded")?
@@ -236,7 +236,7 @@ impl FromJson for ReplaceState {
                     srcversion: m.opt_string("srcversion")?,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<json::Result<_>>()?;
         Ok(ReplaceState {
             kernel: o.string("kernel")?,
             result: variant(
@@ -264,7 +264,7 @@ impl FromJson for ReplaceState {
 }
 
 impl FromJson for TreeMeta {
-    fn from_json(o: Object<'_>) -> Result<Self, String> {
+    fn from_json(o: Object<'_>) -> json::Result<Self> {
         Ok(TreeMeta {
             digest: o.string("digest")?,
             index_digest: o.opt_string("index_digest")?,
