@@ -138,54 +138,7 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     // Config, image and digest of the summary line, when there is one config.
     let mut last_fields: [String; 3] = Default::default();
     for (name, cfg) in configs {
-        let started = units::now_rfc3339();
-        let t_config = Instant::now();
-        let outcome = match pull_one(store, &lock, name, cfg, kver, opts, deadline) {
-            Ok(o) => o,
-            Err(e) => Outcome {
-                // Journal lines and status name the image even on failure.
-                image: cfg.resolve(name, kver).ok().flatten().map(|r| r.reference),
-                defect: crate::extract::is_defect(&e),
-                ..Outcome::simple(PullResult::Failed, format!("{e:#}"))
-            },
-        };
-        // Up to date and no-mapping stay quiet: the summary line says it.
-        let priority = match outcome.result {
-            PullResult::Failed => Some(log::Priority::Error),
-            PullResult::Published => Some(log::Priority::Info),
-            _ => None,
-        };
-        if let Some(p) = priority {
-            let id = if outcome.result == PullResult::Failed {
-                log::id::PULL_FAILED
-            } else {
-                log::id::PULL_PUBLISHED
-            };
-            log::send(
-                p,
-                &[
-                    ("MESSAGE_ID", id),
-                    ("KMM_DAY1_CONFIG", name),
-                    ("KMM_DAY1_IMAGE", outcome.image.as_deref().unwrap_or("")),
-                    ("KMM_DAY1_KERNEL", kver),
-                    ("KMM_DAY1_RESULT", outcome.result.as_str()),
-                    ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
-                ],
-                format_args!(
-                    "{name}: {}{}",
-                    if outcome.result == PullResult::Failed {
-                        "pull failed: "
-                    } else {
-                        ""
-                    },
-                    outcome.message
-                ),
-            );
-        }
-        let path = store.pull_state_path(name);
-        let prev: PullState = state::load(&path).ok().flatten().unwrap_or_default();
-        let st = outcome.state(prev, kver, started, t_config.elapsed());
-        state::save(&lock, &path, &st)?;
+        let outcome = pull_config(&lock, run, name, cfg, opts, deadline)?;
         // A failure's error is on its own line just above: the summary
         // names it and does not repeat it.
         summaries.push(if outcome.result == PullResult::Failed {
@@ -305,6 +258,68 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     } else {
         Ok(ExitCode::from(1))
     }
+}
+
+/// One config's pull: the work, its journal line (failures and new
+/// trees; the quiet outcomes are in the summary line) and pull.json.
+fn pull_config(
+    lock: &StoreLock,
+    run: &RunContext,
+    name: &str,
+    cfg: &NodeConfig,
+    opts: &Settings,
+    deadline: Instant,
+) -> Result<Outcome> {
+    let (kver, store) = (run.kernel.as_str(), &run.store);
+    let started = units::now_rfc3339();
+    let t_config = Instant::now();
+    let outcome = match pull_one(store, lock, name, cfg, kver, opts, deadline) {
+        Ok(o) => o,
+        Err(e) => Outcome {
+            // Journal lines and status name the image even on failure.
+            image: cfg.resolve(name, kver).ok().flatten().map(|r| r.reference),
+            defect: crate::extract::is_defect(&e),
+            ..Outcome::simple(PullResult::Failed, format!("{e:#}"))
+        },
+    };
+    // Up to date and no-mapping stay quiet: the summary line says it.
+    let priority = match outcome.result {
+        PullResult::Failed => Some(log::Priority::Error),
+        PullResult::Published => Some(log::Priority::Info),
+        _ => None,
+    };
+    if let Some(p) = priority {
+        let id = if outcome.result == PullResult::Failed {
+            log::id::PULL_FAILED
+        } else {
+            log::id::PULL_PUBLISHED
+        };
+        log::send(
+            p,
+            &[
+                ("MESSAGE_ID", id),
+                ("KMM_DAY1_CONFIG", name),
+                ("KMM_DAY1_IMAGE", outcome.image.as_deref().unwrap_or("")),
+                ("KMM_DAY1_KERNEL", kver),
+                ("KMM_DAY1_RESULT", outcome.result.as_str()),
+                ("KMM_DAY1_DIGEST", outcome.digest.as_deref().unwrap_or("")),
+            ],
+            format_args!(
+                "{name}: {}{}",
+                if outcome.result == PullResult::Failed {
+                    "pull failed: "
+                } else {
+                    ""
+                },
+                outcome.message
+            ),
+        );
+    }
+    let path = store.pull_state_path(name);
+    let prev: PullState = state::load(&path).ok().flatten().unwrap_or_default();
+    let st = outcome.state(prev, kver, started, t_config.elapsed());
+    state::save(lock, &path, &st)?;
+    Ok(outcome)
 }
 
 /// Count a reboot against each config's guard (`max_reboots_per_kernel`),
