@@ -602,7 +602,7 @@ impl NodeConfig {
             return Err(invalid(
                 "replace.max_unconfirmed_boots",
                 format!(
-                    "{} is outside 1–10: 1 quarantines after one failed boot, more than 10 \
+                    "{} is outside 1–10: 0 would never load the modules, more than 10 \
                      leaves a pool crash-looping for hours",
                     self.replace.max_unconfirmed_boots
                 ),
