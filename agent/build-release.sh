@@ -42,4 +42,20 @@ if [[ ! -d $nightly/lib/rustlib/$target/lib/self-contained ]]; then
   fi
   extra=(--config "target.$target.rustflags=[\"-L\", \"native=$crt\"]")
 fi
-exec rustup run nightly cargo --config .cargo/agent-size.toml "${extra[@]}" "${args[@]}"
+rustup run nightly cargo --config .cargo/agent-size.toml "${extra[@]}" "${args[@]}"
+
+# No unwind tables: with panic=immediate-abort nothing in the agent unwinds
+# (no C++, musl cancels threads without unwinding), yet the C and assembly
+# objects (ring's CFI directives, libc) still bring .eh_frame and its index:
+# 10 KB of the binary, 5 KB embedded (docs/size.md). binutils' objcopy for
+# the target (tests/setup.d/00-build.sh installs both) rewrites the file
+# without them. Run on every build: removing absent sections is a no-op.
+case $target in
+  x86_64-*) objcopy=objcopy ;;
+  aarch64-*) objcopy=aarch64-linux-gnu-objcopy ;;
+  *) objcopy="" ;;
+esac
+if [[ -n $objcopy ]]; then
+  "$objcopy" --remove-section=.eh_frame --remove-section=.eh_frame_hdr \
+    "${CARGO_TARGET_DIR:-target}/$target/release/kmm-day1-agent"
+fi

@@ -57,6 +57,14 @@ pub struct StatusOpts {
     pub sys_root: Option<PathBuf>,
 }
 
+/// `confirm` and `unquarantine`: the crash-loop guard by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuardOpts {
+    pub common: Common,
+    /// Only this config (`--config NAME`); default: every config.
+    pub config: Option<String>,
+}
+
 /// `verify`: check an image on any machine, before a rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyOpts {
@@ -87,6 +95,8 @@ pub enum Command {
     Replace(ReplaceOpts),
     Status(StatusOpts),
     Verify(VerifyOpts),
+    Confirm(GuardOpts),
+    Unquarantine(GuardOpts),
 }
 
 pub const MAIN_HELP: &str = "\
@@ -99,6 +109,9 @@ Commands:
   replace   Remove the in-tree modules and load the stored ones (kmm-day1-replace.service)
   status    Show what was pulled and loaded, and what happens next
   verify    Check a driver image (module trees, modules.dep, vermagic, firmware, signatures)
+  confirm   Mark this boot's swap healthy (the crash-loop guard's health point)
+  unquarantine
+            Let a quarantined tree be loaded again at the next swap
 
 Options:
   -h, --help     Print help (also after a command)
@@ -174,6 +187,30 @@ Options:
   -h, --help                 Print help
 ";
 
+pub const CONFIRM_HELP: &str = "\
+Mark this boot healthy for the crash-loop guard: for each config whose out-of-tree modules
+this boot's replace loaded and that still run, the count of unconfirmed boots is reset.
+kmm-day1-pull.service does this when it starts; with `[replace] confirm = \"command\"` only
+this command does (run it from a unit ordered after what proves the driver works).
+Exit 1 when a config's modules were loaded this boot but no longer run.
+
+Usage: kmm-day1-agent confirm [OPTIONS]
+
+Options:
+      --config NAME          Only this config [default: every config]
+";
+
+pub const UNQUARANTINE_HELP: &str = "\
+Forget the crash-loop guard's record of a config, so the next swap (the next boot, or
+`systemctl restart kmm-day1-replace`) loads its tree again with a fresh count. A new image
+digest or a changed config needs no unquarantine: it is tried again by itself.
+
+Usage: kmm-day1-agent unquarantine [OPTIONS]
+
+Options:
+      --config NAME          Only this config [default: every config]
+";
+
 /// The full help text of a subcommand: its own part, then the common options.
 pub fn help(sub: &str) -> String {
     if sub == "verify" {
@@ -183,6 +220,8 @@ pub fn help(sub: &str) -> String {
         "pull" => PULL_HELP,
         "replace" => REPLACE_HELP,
         "status" => STATUS_HELP,
+        "confirm" => CONFIRM_HELP,
+        "unquarantine" => UNQUARANTINE_HELP,
         _ => return MAIN_HELP.to_string(),
     };
     format!("{own}{COMMON_HELP}")
@@ -214,11 +253,16 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
         Some(Short('V') | Long("version")) => return Ok(Command::Version),
         Some(Value(v)) => v.string()?,
         Some(other) => return Err(other.unexpected().into()),
-        None => bail!("a command is required (pull, replace, status or verify); see --help"),
+        None => bail!("a command is required (pull, replace, status, verify, confirm or unquarantine); see --help"),
     };
-    if !matches!(sub.as_str(), "pull" | "replace" | "status" | "verify") {
-        bail!("unknown command `{sub}`: expected pull, replace, status or verify; see --help");
+    if !matches!(
+        sub.as_str(),
+        "pull" | "replace" | "status" | "verify" | "confirm" | "unquarantine"
+    ) {
+        bail!("unknown command `{sub}`: expected pull, replace, status, verify, confirm or unquarantine; see --help");
     }
+    let guard_cmd = sub == "confirm" || sub == "unquarantine";
+    let mut only_config = None;
     let mut verify = VerifyOpts::default();
     let mut sys_root = None;
     let mut common = Common::default();
@@ -240,6 +284,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             Long("image") if sub == "verify" => verify.image = Some(parser.value()?.string()?),
             Long("module") if sub == "verify" => verify.modules.push(parser.value()?.string()?),
             Long("config") if sub == "verify" => verify.config = Some(parser.value()?.into()),
+            Long("config") if guard_cmd => only_config = Some(parser.value()?.string()?),
             Long("module-root") if sub == "verify" => {
                 verify.module_root = Some(parser.value()?.string()?);
             }
@@ -297,6 +342,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             }
             Command::Verify(verify)
         }
+        "confirm" => Command::Confirm(GuardOpts {
+            common,
+            config: only_config,
+        }),
+        "unquarantine" => Command::Unquarantine(GuardOpts {
+            common,
+            config: only_config,
+        }),
         _ => Command::Status(StatusOpts {
             common,
             json,
@@ -359,6 +412,20 @@ mod tests {
             p(&["status", "--json"]).unwrap(),
             Command::Status(StatusOpts { json: true, .. })
         ));
+        assert_eq!(
+            p(&["unquarantine", "--config", "sfc", "--store", "/s"]).unwrap(),
+            Command::Unquarantine(GuardOpts {
+                common: Common {
+                    store: PathBuf::from("/s"),
+                    ..Common::default()
+                },
+                config: Some("sfc".into()),
+            })
+        );
+        assert_eq!(
+            p(&["confirm"]).unwrap(),
+            Command::Confirm(GuardOpts::default())
+        );
     }
 
     #[test]
@@ -383,5 +450,7 @@ mod tests {
         assert!(e.contains("with --dry-run"), "{e}");
         let e = format!("{:#}", p(&["pull", "--store"]).unwrap_err());
         assert!(e.contains("--store"), "{e}");
+        let e = format!("{:#}", p(&["status", "--config", "sfc"]).unwrap_err());
+        assert!(e.contains("--config") && e.contains("status --help"), "{e}");
     }
 }

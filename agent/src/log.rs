@@ -49,6 +49,10 @@ pub mod id {
     pub const REPLACE_FAILED: &str = "19f395db49a942f0a0c31f30e8241d18";
     /// replace: nothing to do for a config (already loaded, waiting for pull).
     pub const REPLACE_NOOP: &str = "976e1dddef0b4152b6e313296474fa3a";
+    /// replace: a config's tree is quarantined by the crash-loop guard.
+    pub const REPLACE_QUARANTINED: &str = "40b2f767608d406fbe59efcbe779a27c";
+    /// confirm (or pull at its start): a boot's swap confirmed healthy.
+    pub const CONFIRMED: &str = "8fe3568faf1e4edfac2fb1990ddbe743";
 }
 
 /// Debug messages are dropped unless `KMM_DAY1_DEBUG` is set: a quiet run

@@ -13,6 +13,8 @@ mod cli;
 mod context;
 /// Layers → the filtered module/firmware tree, with whiteouts and link checks.
 mod extract;
+/// The crash-loop guard: attempt records, confirmation, quarantine.
+mod guard;
 /// Minimal HTTP/1.1 client over TCP or rustls, with proxy support.
 mod http;
 /// Typed fields of parsed JSON, instead of derived `Deserialize` (size).
@@ -88,5 +90,13 @@ fn run() -> anyhow::Result<ExitCode> {
         ),
         cli::Command::Status(opts) => status::run(&opts),
         cli::Command::Verify(opts) => verify::run(&opts),
+        cli::Command::Confirm(opts) => guard::run_confirm(
+            &context::RunContext::from_common(&opts.common)?,
+            opts.config.as_deref(),
+        ),
+        cli::Command::Unquarantine(opts) => guard::run_unquarantine(
+            &context::RunContext::from_common(&opts.common)?,
+            opts.config.as_deref(),
+        ),
     }
 }

@@ -129,6 +129,9 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     notify::status("waiting for the store lock");
     let lock = store.lock()?;
     publish::clean_stale(&lock, store)?;
+    // The default health point of the crash-loop guard: this boot reached
+    // the network (docs/replace.md#crash-loop-guard).
+    crate::guard::confirm_at_pull(&lock, run);
     let deadline = Instant::now() + budget();
 
     let mut failed = Vec::new();
@@ -200,7 +203,7 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
             "swapping modules live for {}",
             live_for.join(", ")
         ));
-        match crate::replace::run(run, &crate::replace::Settings::swap()) {
+        match crate::replace::run(run, &crate::replace::Settings::live()) {
             Ok(code) if code == ExitCode::SUCCESS => {
                 summaries.push(format!("swapped live: {}", live_for.join(", ")));
             }

@@ -13,6 +13,7 @@ use kmm_day1_config::{module_name_canonical, NodeConfig};
 
 use crate::cli;
 use crate::context::RunContext;
+use crate::guard;
 use crate::kernel::{self, Kernel, KernelError};
 use crate::log;
 use crate::modules::Tree;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub modules_root: Option<PathBuf>,
     /// Where the host's module trees are (`/lib/modules`).
     pub host_modules_root: PathBuf,
+    /// The crash-loop guard (`guard.rs`) applies.
+    pub guard: bool,
 }
 
 impl Settings {
@@ -44,11 +47,13 @@ impl Settings {
                 .host_modules_root
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(HOST_MODULES)),
+            guard: true,
         }
     }
 
-    /// The real swap, as the replace unit runs it.
-    pub fn swap() -> Self {
+    /// `pull`'s live swap (`after_pull = "live"`): a node that crashes on
+    /// it reboots into the boot-time swap, which the guard covers.
+    pub fn live() -> Self {
         Settings {
             host_modules_root: PathBuf::from(HOST_MODULES),
             ..Settings::default()
@@ -63,6 +68,8 @@ pub fn run(run: &RunContext, settings: &Settings) -> Result<ExitCode> {
     let host = Tree::open_if_exists(&settings.host_modules_root.join(kver))?;
     let ctx = Ctx {
         store: &run.store,
+        config_dir: &run.config_dir,
+        guard: settings.guard,
         modules_root: settings.modules_root.as_deref(),
         kver,
         host: host.as_ref(),
@@ -151,6 +158,10 @@ fn non_empty_dir(p: &Path) -> bool {
 /// What every config of one run shares.
 struct Ctx<'a> {
     store: &'a Store,
+    config_dir: &'a Path,
+    /// Record attempts and honour quarantines (the boot-time swap; not
+    /// `pull`'s live swap, which a later boot's attempt covers).
+    guard: bool,
     /// `--modules-root`, standing in for the store's trees.
     modules_root: Option<&'a Path>,
     kver: &'a str,
@@ -174,6 +185,7 @@ fn plan_config(
         modules_root,
         kver,
         host,
+        ..
     } = *ctx;
     let mut report = ConfigReport {
         name: name.to_string(),
@@ -294,39 +306,48 @@ fn replace_config(
             true
         }
         (PlanStatus::Planned, Some(p)) => {
-            let outcome = execute(&p, host, kernel);
-            let total_ms = t0.elapsed().as_millis();
-            st.removed = outcome.removed.clone();
-            st.loaded = outcome
-                .loaded
-                .iter()
-                .map(|l| LoadedModule {
-                    name: l.name.clone(),
-                    path: l.path.display().to_string(),
-                    srcversion: l.srcversion.clone(),
-                })
-                .collect();
-            match outcome.error {
-                None => {
-                    st.result = ReplaceResult::Loaded;
-                    st.message = format!(
-                        "{name}: removed [{}], loaded [{}] (plan {plan_ms} ms, total {total_ms} ms)",
-                        outcome.removed.join(", "),
-                        outcome.loaded.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
-                    );
-                    notify::status(&st.message);
-                    true
-                }
-                Some(e) => {
-                    st.result = if outcome.restored {
-                        ReplaceResult::RolledBack
-                    } else {
-                        ReplaceResult::Failed
-                    };
-                    st.message = format!("{name}: {e}; {} ({total_ms} ms)", outcome.state);
-                    st.loaded.clear();
+            let key = guard::Key {
+                kernel: kver.to_string(),
+                digest: st.digest.clone().unwrap_or_default(),
+                config: guard::config_hash(ctx.config_dir, name),
+            };
+            let max = cfg.replace.max_unconfirmed_boots;
+            let verdict = if ctx.guard {
+                guard::check(store, name, &key, &st.boot_id, max)
+                    .and_then(|q| guard::begin_unless(q, lock, store, name, &key, &st.boot_id))
+            } else {
+                Ok(None)
+            };
+            match verdict {
+                Err(e) => {
+                    // No record, no protection: a module that panics would
+                    // take every boot down. Fail closed.
+                    st.result = ReplaceResult::Failed;
+                    st.message = format!("{name}: crash-loop guard: {e:#}; nothing was changed, the in-tree driver stays");
                     notify::status(&st.message);
                     false
+                }
+                Ok(Some(q)) => {
+                    guard::quarantine(lock, store, name, &key)?;
+                    st.result = ReplaceResult::Quarantined;
+                    st.message = format!(
+                        "{name}: quarantined {} for kernel {kver}: {} boot{} in a row loaded it and never reached the health point ({}); not loading it, the in-tree driver stays. A new image digest or a changed config is tried again; `kmm-day1-agent unquarantine --config {name}` retries this one",
+                        key.digest,
+                        q.boots.len(),
+                        if q.boots.len() == 1 { "" } else { "s" },
+                        q.boots_line()
+                    );
+                    notify::status(&st.message);
+                    // The boot goes on, on the in-tree driver: not a failure
+                    // of this unit (status reports it as one).
+                    true
+                }
+                Ok(None) => {
+                    let ok = swap(&p, host, kernel, &mut st, name, plan_ms, t0);
+                    if ctx.guard {
+                        guard::finish(lock, store, name, &key, &st.boot_id, ok)?;
+                    }
+                    ok
                 }
             }
         }
@@ -352,6 +373,7 @@ fn replace_config(
         ReplaceResult::RolledBack | ReplaceResult::Failed => {
             (log::Priority::Error, log::id::REPLACE_FAILED)
         }
+        ReplaceResult::Quarantined => (log::Priority::Error, log::id::REPLACE_QUARANTINED),
     };
     log::send(
         priority,
@@ -367,6 +389,58 @@ fn replace_config(
     );
     state::save(lock, &store.replace_state_path(name), &st)?;
     Ok(ok)
+}
+
+/// Carry out a plan and record it in `st`; false when it failed.
+fn swap(
+    p: &Plan,
+    host: Option<&Tree>,
+    kernel: &mut dyn Kernel,
+    st: &mut ReplaceState,
+    name: &str,
+    plan_ms: u128,
+    t0: Instant,
+) -> bool {
+    let outcome = execute(p, host, kernel);
+    let total_ms = t0.elapsed().as_millis();
+    st.removed = outcome.removed.clone();
+    st.loaded = outcome
+        .loaded
+        .iter()
+        .map(|l| LoadedModule {
+            name: l.name.clone(),
+            path: l.path.display().to_string(),
+            srcversion: l.srcversion.clone(),
+        })
+        .collect();
+    match outcome.error {
+        None => {
+            st.result = ReplaceResult::Loaded;
+            st.message = format!(
+                "{name}: removed [{}], loaded [{}] (plan {plan_ms} ms, total {total_ms} ms)",
+                outcome.removed.join(", "),
+                outcome
+                    .loaded
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            notify::status(&st.message);
+            true
+        }
+        Some(e) => {
+            st.result = if outcome.restored {
+                ReplaceResult::RolledBack
+            } else {
+                ReplaceResult::Failed
+            };
+            st.message = format!("{name}: {e}; {} ({total_ms} ms)", outcome.state);
+            st.loaded.clear();
+            notify::status(&st.message);
+            false
+        }
+    }
 }
 
 /// What `execute` did.

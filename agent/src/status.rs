@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::cli;
 use crate::context::RunContext;
+use crate::guard;
 use crate::kernel::{Kernel as _, Real};
 use crate::modules::Tree;
 use crate::store::state::{self, PullResult, PullState, ReplaceResult, ReplaceState, TreeMeta};
@@ -42,6 +43,8 @@ pub enum State {
     Failed,
     /// Replace failed and put the in-tree modules back.
     RolledBack,
+    /// The crash-loop guard quarantined the stored tree on this kernel.
+    Quarantined,
 }
 
 impl State {
@@ -53,6 +56,7 @@ impl State {
             State::Loaded => "loaded",
             State::Failed => "failed",
             State::RolledBack => "rolled-back",
+            State::Quarantined => "quarantined",
         }
     }
 }
@@ -126,6 +130,10 @@ pub struct ConfigStatus {
     /// Reboots `pull` requested for this kernel, and the guard's limit.
     pub reboots: u32,
     pub max_reboots: u32,
+    /// The crash-loop guard's record of the stored tree (absent when this
+    /// tree on this kernel, with this config, has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_guard: Option<CrashGuard>,
     /// What the agent does next, as one sentence.
     pub next_action: String,
     /// A config or state file that could not be read.
@@ -146,6 +154,19 @@ pub struct ModuleStatus {
     pub loaded_from: Option<&'static str>,
     /// The kernel runs the stored tree's build of this module.
     pub current: bool,
+}
+
+/// `crash_guard` in `status --json` (docs/replace.md#crash-loop-guard).
+#[derive(Debug, Serialize)]
+pub struct CrashGuard {
+    /// Earlier boots that loaded the tree and never reached the health point.
+    pub unconfirmed_boots: Vec<crate::store::state::Attempt>,
+    pub max_unconfirmed_boots: u32,
+    pub quarantined: bool,
+    /// When `replace` quarantined it.
+    pub quarantined_at: Option<String>,
+    pub confirmed_boot: Option<String>,
+    pub confirmed_at: Option<String>,
 }
 
 /// The last result of one phase.
@@ -249,6 +270,7 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         last_replace: None,
         reboots: 0,
         max_reboots: cfg.pull.max_reboots_per_kernel,
+        crash_guard: None,
         next_action: String::new(),
         error: None,
     };
@@ -355,6 +377,31 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
             && r.digest.as_deref() == Some(meta.digest.as_str())
     });
     st.modules = module_status(env, cfg, &tree, replace_now);
+    let key = guard::Key {
+        kernel: kver.to_string(),
+        digest: meta.digest.clone(),
+        config: guard::config_hash(env.config_dir, name),
+    };
+    let max_unconfirmed = cfg.replace.max_unconfirmed_boots;
+    let record = guard::record(store, name, &key)
+        .map_err(|e| errors.push(format!("{e:#}")))
+        .ok()
+        .flatten();
+    let quarantine = record
+        .as_ref()
+        .and_then(|r| guard::quarantined(r, env.boot_id.unwrap_or_default(), max_unconfirmed));
+    st.crash_guard = record.map(|r| CrashGuard {
+        unconfirmed_boots: r
+            .unconfirmed
+            .into_iter()
+            .filter(|a| Some(a.boot_id.as_str()) != env.boot_id)
+            .collect(),
+        max_unconfirmed_boots: max_unconfirmed,
+        quarantined: quarantine.is_some(),
+        quarantined_at: r.quarantined_at,
+        confirmed_boot: r.confirmed_boot,
+        confirmed_at: r.confirmed_at,
+    });
     let all_current = !st.modules.is_empty() && st.modules.iter().all(|m| m.current);
     if crate::selinux::mode(Path::new("/")).is_some() {
         st.tree_label = crate::selinux::label(&tree);
@@ -379,6 +426,10 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         }
     } else {
         match replace_now.map(|r| r.result) {
+            _ if quarantine.is_some() => {
+                st.state = State::Quarantined;
+                st.health = Health::Failed;
+            }
             Some(ReplaceResult::RolledBack) => {
                 st.state = State::RolledBack;
                 st.health = Health::Failed;
@@ -395,6 +446,13 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         st.next_action = if guard {
             st.health = Health::Failed;
             guard_action()
+        } else if let Some(q) = &quarantine {
+            format!(
+                "blocked: quarantined by the crash-loop guard after {} boot{} that loaded this tree and never reached the health point ({}): push a fixed image (a new digest is tried again), or `kmm-day1-agent unquarantine --config {name}` to retry this one at the next boot",
+                q.boots.len(),
+                if q.boots.len() == 1 { "" } else { "s" },
+                q.boots_line()
+            )
         } else if st.state == State::Pulled {
             after.to_string()
         } else {
@@ -572,6 +630,19 @@ pub fn render(r: &Report) -> String {
             "  reboots:  {} of {} for this kernel",
             c.reboots, c.max_reboots
         );
+        if let Some(g) = &c.crash_guard {
+            let _ = writeln!(
+                s,
+                "  guard:    {}{} of {} unconfirmed boots{}",
+                if g.quarantined { "quarantined, " } else { "" },
+                g.unconfirmed_boots.len(),
+                g.max_unconfirmed_boots,
+                g.confirmed_at
+                    .as_deref()
+                    .map(|t| format!(", last confirmed at {t}"))
+                    .unwrap_or_default()
+            );
+        }
         if let Some(e) = &c.error {
             let _ = writeln!(s, "  error:    {e}");
         }

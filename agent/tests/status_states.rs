@@ -617,3 +617,124 @@ fn an_unresolvable_config_is_named_in_its_own_dir() {
     );
     assert!(!text.contains("/etc/kmm-day1"), "{text}");
 }
+
+/// The crash-loop guard's state as `status` shows it, from a boots.json
+/// as `replace` writes it: two earlier boots that loaded the stored tree
+/// and were never confirmed make the config `quarantined` (exit 2) with
+/// the boots listed; `unquarantine` lifts it; `confirm` in a boot that
+/// loaded nothing changes nothing and says so.
+#[test]
+fn quarantined_state_and_the_guard_commands() {
+    let Some((work, kver, _debian, layout)) = setup("quarantine") else {
+        return;
+    };
+    let node = Node::new(&work.0, CFG);
+    let sys = work.0.join("sys");
+    fs::create_dir_all(sys.join("module")).unwrap();
+    let out = node.pull(&kver, &layout, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = manifest_digest(&layout, "v1");
+    // The config's hash as an independent tool computes it.
+    let sum = Command::new("sha256sum")
+        .arg(node.config_dir.join("drv.toml"))
+        .output()
+        .unwrap();
+    let config = format!(
+        "sha256:{}",
+        String::from_utf8_lossy(&sum.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    let attempt = |boot: &str, stage: &str| serde_json::json!({"boot_id": boot, "started": "2026-12-03T10:00:00Z", "stage": stage});
+    let boots = serde_json::json!({
+        "kernel": kver, "digest": digest, "config": config,
+        "unconfirmed": [attempt("0badb00t-0001", "loading"), attempt("0badb00t-0002", "loaded")],
+        "quarantined_at": "2026-12-03T10:01:00Z",
+    });
+    let boots_file = node.store.join("drv/boots.json");
+    fs::write(&boots_file, serde_json::to_vec(&boots).unwrap()).unwrap();
+
+    let (code, v, text) = both(&node, &kver, &sys);
+    assert_eq!(code, 2, "quarantined is a failure to monitoring: {text}");
+    let c = &v["configs"][0];
+    assert_eq!(c["state"], "quarantined");
+    let g = &c["crash_guard"];
+    assert_eq!(g["quarantined"], true);
+    assert_eq!(g["max_unconfirmed_boots"], 2);
+    assert_eq!(g["unconfirmed_boots"].as_array().unwrap().len(), 2);
+    assert_eq!(g["unconfirmed_boots"][0]["stage"], "loading");
+    let next = c["next_action"].as_str().unwrap();
+    for want in [
+        "quarantined by the crash-loop guard after 2 boots",
+        "boot 0badb00t at 2026-12-03T10:00:00Z: did not finish loading",
+        "unquarantine --config drv",
+    ] {
+        assert!(next.contains(want), "{want:?} in {next}");
+    }
+    assert!(text.contains("drv: quarantined (failed)"), "{text}");
+    assert!(
+        text.contains("guard:    quarantined, 2 of 2 unconfirmed boots"),
+        "{text}"
+    );
+
+    // Another digest in the store is another tree: no quarantine for it.
+    let mut other = boots.clone();
+    other["digest"] = "sha256:00".into();
+    fs::write(&boots_file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let (code, v, _) = both(&node, &kver, &sys);
+    assert_eq!(
+        (code, v["configs"][0]["state"].as_str()),
+        (1, Some("pulled"))
+    );
+    assert!(v["configs"][0].get("crash_guard").is_none());
+    fs::write(&boots_file, serde_json::to_vec(&boots).unwrap()).unwrap();
+
+    let guard = |args: &[&str]| {
+        Command::new(agent())
+            .args(args)
+            .arg("--config-dir")
+            .arg(&node.config_dir)
+            .arg("--store")
+            .arg(&node.store)
+            .arg("--kernel-release")
+            .arg(&kver)
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    };
+    let out = guard(&["unquarantine", "--config", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no config `nope` in") && stderr(&out).contains("(drv)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(boots_file.exists(), "a refused command changes nothing");
+
+    let out = guard(&["confirm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("drv: nothing to confirm: this boot loaded no out-of-tree modules"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        both(&node, &kver, &sys).1["configs"][0]["state"],
+        "quarantined"
+    );
+
+    let out = guard(&["unquarantine", "--config", "drv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("drv: quarantine lifted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!boots_file.exists());
+    let (code, v, _) = both(&node, &kver, &sys);
+    assert_eq!(
+        (code, v["configs"][0]["state"].as_str()),
+        (1, Some("pulled"))
+    );
+}

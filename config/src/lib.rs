@@ -73,6 +73,79 @@ pub enum AfterPull {
     None,
 }
 
+/// Where a boot that loaded the out-of-tree modules is confirmed healthy
+/// (the crash-loop guard, docs/replace.md#crash-loop-guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfirmAt {
+    /// When `kmm-day1-pull.service` starts, after `network-online.target`.
+    #[default]
+    Pull,
+    /// Only by `kmm-day1-agent confirm`, run by the admin's own unit.
+    Command,
+}
+
+impl ConfirmAt {
+    fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
+        const VARIANTS: [&str; 2] = ["pull", "command"];
+        match read::string(v)?.as_str() {
+            "pull" => Ok(ConfirmAt::Pull),
+            "command" => Ok(ConfirmAt::Command),
+            other => Err(read::ReadError {
+                span: v.span(),
+                message: format!(
+                    "unknown variant `{other}`, expected {}",
+                    read::one_of(&VARIANTS)
+                ),
+            }),
+        }
+    }
+}
+
+/// `[replace]`: the boot-time swap's guard against a module that takes the
+/// kernel down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplaceOptions {
+    /// Consecutive boots that loaded the same tree and never reached the
+    /// health point before that tree is quarantined (1–10).
+    pub max_unconfirmed_boots: u32,
+    /// The health point.
+    pub confirm: ConfirmAt,
+}
+
+impl Default for ReplaceOptions {
+    fn default() -> Self {
+        ReplaceOptions {
+            max_unconfirmed_boots: 2,
+            confirm: ConfirmAt::Pull,
+        }
+    }
+}
+
+impl ReplaceOptions {
+    /// Rendered configs leave a default section out, so configs written
+    /// before it existed and after stay byte-identical.
+    pub fn is_default(&self) -> bool {
+        *self == ReplaceOptions::default()
+    }
+
+    fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
+        let t = read::table(v, "struct ReplaceOptions")?;
+        t.deny_unknown(&["max_unconfirmed_boots", "confirm"])?;
+        let d = ReplaceOptions::default();
+        Ok(ReplaceOptions {
+            max_unconfirmed_boots: match t.get("max_unconfirmed_boots") {
+                None => d.max_unconfirmed_boots,
+                Some(v) => {
+                    let n = read::unsigned(v, u32::MAX.into(), "u32")?;
+                    u32::try_from(n).unwrap_or(u32::MAX)
+                }
+            },
+            confirm: t.opt("confirm", ConfirmAt::from_toml)?.unwrap_or(d.confirm),
+        })
+    }
+}
+
 /// One `[[kernel_mappings]]` entry, with KMM's semantics: the first entry whose
 /// `literal` equals, or whose `regexp` matches, the kernel release wins.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -290,6 +363,8 @@ pub struct NodeConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kernel_mappings: Vec<KernelMapping>,
     pub pull: PullOptions,
+    #[serde(skip_serializing_if = "ReplaceOptions::is_default")]
+    pub replace: ReplaceOptions,
     pub limits: Limits,
 }
 
@@ -357,6 +432,7 @@ impl NodeConfig {
             mod_namespace: None,
             kernel_mappings: Vec::new(),
             pull: PullOptions::default(),
+            replace: ReplaceOptions::default(),
             limits: Limits::default(),
         }
     }
@@ -401,6 +477,7 @@ impl NodeConfig {
             "mod_namespace",
             "kernel_mappings",
             "pull",
+            "replace",
             "limits",
         ])?;
         let mut parameters = BTreeMap::new();
@@ -429,6 +506,9 @@ impl NodeConfig {
             mod_namespace: t.opt("mod_namespace", read::string)?,
             kernel_mappings,
             pull: t.opt("pull", PullOptions::from_toml)?.unwrap_or_default(),
+            replace: t
+                .opt("replace", ReplaceOptions::from_toml)?
+                .unwrap_or_default(),
             limits: t.opt("limits", Limits::from_toml)?.unwrap_or_default(),
         })
     }
@@ -517,6 +597,16 @@ impl NodeConfig {
                     ));
                 }
             }
+        }
+        if !(1..=10).contains(&self.replace.max_unconfirmed_boots) {
+            return Err(invalid(
+                "replace.max_unconfirmed_boots",
+                format!(
+                    "{} is outside 1–10: 0 would never load the modules, more than 10 \
+                     leaves a pool crash-looping for hours",
+                    self.replace.max_unconfirmed_boots
+                ),
+            ));
         }
         if self.pull.max_reboots_per_kernel > 10 {
             return Err(invalid(

@@ -33,6 +33,10 @@ regexp = '^5\.14\.0-'
 auth_files = ["/var/lib/kubelet/config.json", "/etc/kmm-day1/auth.json"]
 after_pull = "live"
 max_reboots_per_kernel = 3
+
+[replace]
+max_unconfirmed_boots = 3
+confirm = "command"
 "#;
 
 #[test]
@@ -42,6 +46,8 @@ fn full_config_parses_with_defaults() {
     assert_eq!(c.module_root, "/opt");
     assert_eq!(c.pull.after_pull, AfterPull::Live);
     assert_eq!(c.pull.max_reboots_per_kernel, 3);
+    assert_eq!(c.replace.max_unconfirmed_boots, 3);
+    assert_eq!(c.replace.confirm, ConfirmAt::Command);
     assert!(!c.pull.insecure);
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.parameters_for("sfc"), "rss_cpus=4 debug");
@@ -53,6 +59,11 @@ fn minimal_config_defaults() {
     let c = parse("image = \"quay.io/a/b:${KERNEL_XYZ}\"\nmodules = [\"sfc\"]\n").unwrap();
     assert_eq!(c.pull, PullOptions::default());
     assert_eq!(c.pull.auth_files, [KUBELET_AUTH_FILE]);
+    assert_eq!(
+        c.replace.max_unconfirmed_boots, 2,
+        "quarantine after two failed boots"
+    );
+    assert_eq!(c.replace.confirm, ConfirmAt::Pull);
     let r = c
         .resolve("sfc", "5.14.0-427.13.1.el9_4.x86_64")
         .unwrap()
@@ -184,6 +195,9 @@ fn read_errors_point_at_the_value_and_say_what_is_allowed() {
         ("[[kernel_mappings]]\nliteral = \"x\"\nimg = \"q\"\n", ":5:1: unknown field `img`, expected one of `literal`, `regexp`"),
         ("[[kernel_mappings]]\nliteral = \"x\"\ninsecure = 1\n", ":5:12: invalid type: integer `1`, expected a boolean"),
         ("[pull]\nafter_pull = \"Reboot\"\n", ":4:14: unknown variant `Reboot`, expected one of `reboot`, `live`, `none`"),
+        ("[replace]\nconfirm = \"network\"\n", ":4:11: unknown variant `network`, expected `pull` or `command`"),
+        ("[replace]\nmax_boots = 2\n", ":4:1: unknown field `max_boots`, expected `max_unconfirmed_boots` or `confirm`"),
+        ("[replace]\nmax_unconfirmed_boots = -2\n", ":4:25: invalid value: integer `-2`, expected u32"),
     ];
     for (tail, want) in cases {
         let e = err(&format!("{head}{tail}"));
@@ -224,6 +238,8 @@ fn semantic_errors_name_the_key() {
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[[kernel_mappings]]\nregexp = 'a'\nliteral = 'b'\n", "`kernel_mappings[0]`: set exactly one"),
         ("modules = [\"m\"]\n[[kernel_mappings]]\nregexp = 'a'\n", "`kernel_mappings[0].image`: this mapping has no image"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[pull]\nmax_reboots_per_kernel = 100\n", "`pull.max_reboots_per_kernel`"),
+        ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[replace]\nmax_unconfirmed_boots = 0\n", "`replace.max_unconfirmed_boots`: 0 is outside 1–10"),
+        ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[replace]\nmax_unconfirmed_boots = 11\n", "`replace.max_unconfirmed_boots`: 11 is outside 1–10"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[pull]\nauth_files = [\"auth.json\"]\n", "`pull.auth_files[0]`"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[limits]\nmax_entries = 0\n", "`limits`"),
     ];

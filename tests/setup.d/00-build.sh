@@ -49,5 +49,8 @@ checks() {
   need binutils "$x86_ar" --version
   need "gcc-aarch64-linux-gnu libc6-dev-arm64-cross" c_compiles "$arm_cc"
   need binutils-aarch64-linux-gnu "$arm_ar" --version
+  # agent/build-release.sh drops the unwind tables with each target's objcopy.
+  need binutils objcopy --version
+  need binutils-aarch64-linux-gnu aarch64-linux-gnu-objcopy --version
 }
 ensure checks

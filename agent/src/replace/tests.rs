@@ -7,6 +7,7 @@ use std::fs;
 use super::*;
 use crate::kernel::tests::Fake;
 use crate::plan::tests::Fixture;
+use crate::store::state::Stage;
 
 const K: &str = "6.1.0-56-amd64";
 
@@ -400,6 +401,36 @@ fn extracted_image_root_for_firmware() {
     assert_eq!(image_root_of(Path::new("/x/modules"), "/opt"), None);
 }
 
+/// Publish the image's tree into `store` as pull would, with a firmware
+/// dir, and teach `k` the srcversions of its files: (tree, digest hex).
+fn publish(w: &World, store: &Store, k: &mut Fake) -> (PathBuf, String) {
+    let hex = "ab".repeat(32);
+    let tree = store.kernel_dir("sfc", K).join(format!("sha256-{hex}"));
+    fs::create_dir_all(tree.join("lib/modules")).unwrap();
+    fs::rename(w.image.kdir(K), tree.join("lib/modules").join(K)).unwrap();
+    fs::create_dir_all(tree.join("firmware")).unwrap();
+    fs::write(tree.join("firmware/fw.bin"), b"fw").unwrap();
+    fs::write(
+        tree.join(crate::store::META_FILE),
+        format!(r#"{{"digest": "sha256:{hex}"}}"#),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        format!("sha256-{hex}"),
+        store.kernel_dir("sfc", K).join("current"),
+    )
+    .unwrap();
+    teach(k, &tree);
+    (tree, hex)
+}
+
+/// The srcversions of the stored tree's files, for a fresh fake kernel.
+fn teach(k: &mut Fake, tree: &Path) {
+    let dir = tree.join("lib/modules").join(K).join("extra");
+    k.srcversions.insert(dir.join("sfc.ko"), "NEW".into());
+    k.srcversions.insert(dir.join("sfc_dep.ko"), "DEP".into());
+}
+
 /// `replace_config` end to end on the fake kernel: the store's current
 /// tree, the digest, `replace.json` for each outcome.
 #[test]
@@ -411,6 +442,8 @@ fn replace_json_records_each_outcome() {
     let lock = store.lock().unwrap();
     let ctx = Ctx {
         store: &store,
+        config_dir: &root,
+        guard: true,
         modules_root: None,
         kver: K,
         host: Some(&w.host_tree),
@@ -429,29 +462,8 @@ fn replace_json_records_each_outcome() {
     assert_eq!(state(&store).boot_id, "boot-1", "the kernel's boot id");
     assert!(k.calls.is_empty());
 
-    // Publish the image's tree as pull would, with a firmware dir.
-    let hex = "ab".repeat(32);
-    let tree = store.kernel_dir("sfc", K).join(format!("sha256-{hex}"));
-    fs::create_dir_all(tree.join("lib/modules")).unwrap();
-    fs::rename(w.image.kdir(K), tree.join("lib/modules").join(K)).unwrap();
-    fs::create_dir_all(tree.join("firmware")).unwrap();
-    fs::write(tree.join("firmware/fw.bin"), b"fw").unwrap();
-    fs::write(
-        tree.join(crate::store::META_FILE),
-        format!(r#"{{"digest": "sha256:{hex}"}}"#),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        format!("sha256-{hex}"),
-        store.kernel_dir("sfc", K).join("current"),
-    )
-    .unwrap();
+    let (tree, hex) = publish(&w, &store, &mut k);
     let sfc = tree.join("lib/modules").join(K).join("extra/sfc.ko");
-    k.srcversions.insert(sfc.clone(), "NEW".into());
-    k.srcversions.insert(
-        tree.join("lib/modules").join(K).join("extra/sfc_dep.ko"),
-        "DEP".into(),
-    );
 
     assert!(replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap());
     let s = state(&store);
@@ -543,4 +555,141 @@ fn eacces_while_selinux_enforces_says_selinux() {
         assert!(e.contains(&step.path.display().to_string()), "{e}");
         assert!(e.contains("ausearch -m avc"), "{e}");
     }
+}
+
+/// The crash-loop guard through `replace_config`: boots that loaded the
+/// tree and were never confirmed quarantine it at the limit; the in-tree
+/// driver is left alone, the unit succeeds; a confirm, a changed config
+/// and `unquarantine` each let the tree load again; rollbacks never count;
+/// an unreadable record loads nothing.
+#[test]
+fn crash_loop_guard_through_replace() {
+    let w = World::new("guard");
+    let root = std::env::temp_dir().join(format!("kmm-day1-replace-guard-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    let store = Store::new(root.join("store"));
+    let config_dir = root.join("etc");
+    fs::create_dir_all(&config_dir).unwrap();
+    fs::write(config_dir.join("sfc.toml"), "# v1\n").unwrap();
+    let lock = store.lock().unwrap();
+    let ctx = Ctx {
+        store: &store,
+        config_dir: &config_dir,
+        guard: true,
+        modules_root: None,
+        kver: K,
+        host: Some(&w.host_tree),
+    };
+    let mut seed = w.kernel(false);
+    let (tree, _) = publish(&w, &store, &mut seed);
+    let result = |store: &Store| -> ReplaceState {
+        state::load(&store.replace_state_path("sfc"))
+            .unwrap()
+            .unwrap()
+    };
+    // One boot: a fresh node on its in-tree sfc, running replace.
+    let boot = |id: &str| {
+        let mut k = w.kernel(false);
+        teach(&mut k, &tree);
+        k.boot_id = Some(id.into());
+        let ok = replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap();
+        (ok, result(&store), k)
+    };
+    let record = |store: &Store| -> crate::store::state::BootsState {
+        state::load(&store.boots_state_path("sfc"))
+            .unwrap()
+            .unwrap()
+    };
+
+    // Boots 1 and 2 load and never confirm (a panic after the load).
+    for id in ["b1", "b2"] {
+        let (ok, st, _) = boot(id);
+        assert!(
+            ok && st.result == ReplaceResult::Loaded,
+            "{id}: {}",
+            st.message
+        );
+    }
+    let r = record(&store);
+    assert_eq!(
+        r.unconfirmed
+            .iter()
+            .map(|a| (a.boot_id.as_str(), a.stage))
+            .collect::<Vec<_>>(),
+        [("b1", Stage::Loaded), ("b2", Stage::Loaded)]
+    );
+    // Boot 3: quarantined. Nothing removed or loaded; the unit succeeds.
+    let (ok, st, k) = boot("b3");
+    assert!(ok, "a quarantine lets the boot go on");
+    assert_eq!(st.result, ReplaceResult::Quarantined, "{}", st.message);
+    assert!(k.calls.is_empty(), "no kernel call: {:?}", k.calls);
+    assert_eq!(
+        k.srcversion("sfc").as_deref(),
+        Some("OLD"),
+        "in-tree sfc stays"
+    );
+    for want in [
+        "quarantined sha256:",
+        "2 boots in a row",
+        "boot b1 at",
+        "boot b2 at",
+        "unquarantine --config sfc",
+    ] {
+        assert!(st.message.contains(want), "{want:?} in {}", st.message);
+    }
+    assert!(record(&store).quarantined_at.is_some());
+    // It stays quarantined in later boots.
+    assert_eq!(boot("b4").1.result, ReplaceResult::Quarantined);
+
+    // A changed config is tried again, with a fresh count.
+    fs::write(config_dir.join("sfc.toml"), "# v2\n").unwrap();
+    let (_, st, k) = boot("b5");
+    assert_eq!(st.result, ReplaceResult::Loaded, "{}", st.message);
+    assert_eq!(
+        record(&store).unconfirmed.len(),
+        1,
+        "a new record for the new config"
+    );
+
+    // Confirmed at the health point: the count resets, so two more
+    // unconfirmed boots are needed before the next quarantine.
+    let c = crate::guard::confirm(&lock, &store, "sfc", &w.cfg.modules, &k).unwrap();
+    assert!(matches!(c, crate::guard::Confirmed::Yes { .. }), "{c:?}");
+    let r = record(&store);
+    assert!(r.unconfirmed.is_empty() && r.confirmed_boot.as_deref() == Some("b5"));
+    assert_eq!(boot("b6").1.result, ReplaceResult::Loaded);
+    assert_eq!(boot("b7").1.result, ReplaceResult::Loaded);
+    assert_eq!(boot("b8").1.result, ReplaceResult::Quarantined);
+
+    // unquarantine: the next boot loads it again.
+    assert!(crate::guard::forget(&lock, &store, "sfc").unwrap());
+    assert_eq!(boot("b9").1.result, ReplaceResult::Loaded);
+
+    // Rollbacks do not count: the kernel survived every one of them.
+    crate::guard::forget(&lock, &store, "sfc").unwrap();
+    for id in ["r1", "r2", "r3"] {
+        let mut k = w.kernel(false);
+        teach(&mut k, &tree);
+        k.boot_id = Some(id.into());
+        k.fail_at.insert(3, libc::EKEYREJECTED);
+        assert!(!replace_config(&ctx, &lock, "sfc", &w.cfg, &mut k).unwrap());
+        assert_eq!(result(&store).result, ReplaceResult::RolledBack, "{id}");
+        assert!(
+            record(&store).unconfirmed.is_empty(),
+            "{id}: a rollback is no crash"
+        );
+    }
+
+    // An unreadable record: the guard cannot decide, nothing is loaded.
+    fs::write(store.boots_state_path("sfc"), "{not json").unwrap();
+    let (ok, st, k) = boot("c1");
+    assert!(!ok);
+    assert_eq!(st.result, ReplaceResult::Failed);
+    assert!(
+        st.message.contains("crash-loop guard") && st.message.contains("boots.json"),
+        "{}",
+        st.message
+    );
+    assert!(k.calls.is_empty(), "{:?}", k.calls);
+    fs::remove_dir_all(&root).unwrap();
 }

@@ -26,6 +26,8 @@ pub const META_FILE: &str = "meta.json";
 pub const CURRENT_LINK: &str = "current";
 pub const PULL_STATE: &str = "pull.json";
 pub const REPLACE_STATE: &str = "replace.json";
+/// The crash-loop guard's record (`state::BootsState`).
+pub const BOOTS_STATE: &str = "boots.json";
 /// A tree's directory is this and the hex of its manifest digest.
 const TREE_PREFIX: &str = "sha256-";
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::{write_atomic, Store, StoreLock, META_FILE, PULL_STATE, REPLACE_STATE};
+use super::{write_atomic, Store, StoreLock, BOOTS_STATE, META_FILE, PULL_STATE, REPLACE_STATE};
 use crate::json::{self, Object};
 
 /// How the last `pull` of one config ended.
@@ -89,6 +89,9 @@ pub enum ReplaceResult {
     WaitingForPull,
     /// Loading failed and the in-tree modules were put back.
     RolledBack,
+    /// The tree took the kernel down in boot after boot: not loaded, the
+    /// in-tree modules stay (`boots.json` says which boots).
+    Quarantined,
     /// See `message`; the node may be without the driver.
     #[default]
     Failed,
@@ -102,6 +105,7 @@ impl ReplaceResult {
             ReplaceResult::AlreadyLoaded => "already-loaded",
             ReplaceResult::WaitingForPull => "waiting-for-pull",
             ReplaceResult::RolledBack => "rolled-back",
+            ReplaceResult::Quarantined => "quarantined",
             ReplaceResult::Failed => "failed",
         }
     }
@@ -136,6 +140,56 @@ pub struct ReplaceState {
     pub duration_ms: u64,
 }
 
+/// How far one boot's swap got, as the crash-loop guard recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Recorded (and fsynced) before the first load: a boot that never
+    /// got further died inside a module's init.
+    #[default]
+    Loading,
+    /// The swap finished; the boot has not reached the health point yet.
+    Loaded,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Loading => "loading",
+            Stage::Loaded => "loaded",
+        }
+    }
+}
+
+/// One boot that loaded the tree and was not confirmed healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Attempt {
+    pub boot_id: String,
+    /// RFC 3339, UTC: when `replace` began loading.
+    pub started: String,
+    pub stage: Stage,
+}
+
+/// `<store>/<name>/boots.json`: the crash-loop guard's record of the boots
+/// that loaded one tree (docs/replace.md#crash-loop-guard). Every field
+/// names what the attempts were of; another kernel, digest or config
+/// starts a new record.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct BootsState {
+    pub kernel: String,
+    /// The tree's manifest digest.
+    pub digest: String,
+    /// SHA-256 of the config file the attempts ran with.
+    pub config: String,
+    /// Boots that began loading and were not confirmed, oldest first.
+    pub unconfirmed: Vec<Attempt>,
+    /// The last boot confirmed healthy with this tree, and when.
+    pub confirmed_boot: Option<String>,
+    pub confirmed_at: Option<String>,
+    /// When `replace` quarantined the tree (RFC 3339), if it did.
+    pub quarantined_at: Option<String>,
+}
+
 /// `<tree>/meta.json`: written last into a tree; its presence marks the tree
 /// complete (`Store::current_tree`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -164,19 +218,31 @@ pub trait FromJson: Sized {
 
 /// Read a state file; `None` when it does not exist.
 pub fn load<T: FromJson>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(bytes) => parse(&bytes)
-            .map(Some)
-            .with_context(|| format!("{} is not valid: delete it to reset", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    let mut out = None;
+    read_object(path, &mut |o| {
+        out = Some(T::from_json(o)?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
-fn parse<T: FromJson>(bytes: &[u8]) -> Result<T> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)?;
-    let o = json::object(&value, "the file")?;
-    Ok(T::from_json(o)?)
+/// The part of [`load`] every state type shares, compiled once rather
+/// than once per type (about 2 KB each in the static agent, docs/size.md):
+/// read, parse, hand the top-level object to `read`. Nothing happens for
+/// a missing file.
+#[inline(never)]
+fn read_object(path: &Path, read: &mut dyn FnMut(Object<'_>) -> json::Result<()>) -> Result<()> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    (|| -> Result<()> {
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        read(json::object(&value, "the file")?)?;
+        Ok(())
+    })()
+    .with_context(|| format!("{} is not valid: delete it to reset", path.display()))
 }
 
 /// An enum stored as its `as_str` name; absent is the default.
@@ -247,6 +313,7 @@ impl FromJson for ReplaceState {
                     R::AlreadyLoaded,
                     R::WaitingForPull,
                     R::RolledBack,
+                    R::Quarantined,
                     R::Failed,
                 ],
                 R::as_str,
@@ -259,6 +326,32 @@ impl FromJson for ReplaceState {
             started: o.string("started")?,
             finished: o.string("finished")?,
             duration_ms: o.u64("duration_ms")?,
+        })
+    }
+}
+
+impl FromJson for BootsState {
+    fn from_json(o: Object<'_>) -> json::Result<Self> {
+        let unconfirmed = o
+            .array("unconfirmed")?
+            .iter()
+            .map(|v| {
+                let a = json::object(v, "`unconfirmed`")?;
+                Ok(Attempt {
+                    boot_id: a.string("boot_id")?,
+                    started: a.string("started")?,
+                    stage: variant(a, "stage", &[Stage::Loading, Stage::Loaded], Stage::as_str)?,
+                })
+            })
+            .collect::<json::Result<_>>()?;
+        Ok(BootsState {
+            kernel: o.string("kernel")?,
+            digest: o.string("digest")?,
+            config: o.string("config")?,
+            unconfirmed,
+            confirmed_boot: o.opt_string("confirmed_boot")?,
+            confirmed_at: o.opt_string("confirmed_at")?,
+            quarantined_at: o.opt_string("quarantined_at")?,
         })
     }
 }
@@ -297,6 +390,10 @@ impl Store {
 
     pub fn replace_state_path(&self, name: &str) -> std::path::PathBuf {
         self.config_dir(name).join(REPLACE_STATE)
+    }
+
+    pub fn boots_state_path(&self, name: &str) -> std::path::PathBuf {
+        self.config_dir(name).join(BOOTS_STATE)
     }
 
     /// The `meta.json` of the current tree for `name`/`kver`, if complete.

@@ -101,6 +101,16 @@ kmt_reboot() {
     reboot -f
 }
 
+# kmt_count_boot DIR: counts this boot in DIR/.kmmtest-boots (on the
+# persistence disk, synced before anything can crash) and prints its number.
+kmt_count_boot() {
+    local n
+    n=$(($(cat "$1/.kmmtest-boots" 2>/dev/null || echo 0) + 1))
+    echo "$n" >"$1/.kmmtest-boots"
+    sync
+    echo "$n"
+}
+
 # The persistence disk (virtio-blk, ext4) mounted at $1.
 kmt_disk() {
     modprobe virtio_pci && modprobe virtio_blk && modprobe crc32c_generic && modprobe ext4 || return 1

@@ -11,6 +11,7 @@
 #                SCN_NET_PORT=P   network: the guest's 10.0.2.100:5000 reaches 127.0.0.1:P
 #                SCN_APPEND=…     extra kernel command line
 #                SCN_TIMEOUT=S    seconds before QEMU is killed
+#                SCN_QEMU=(…)     extra QEMU arguments (a monitor socket)
 #                SCN_TIER=2       a systemd guest (lib/tier2.sh): guest.sh then runs
 #                                 from kmmtest-check.service once the agent's
 #                                 units are done, on every boot
@@ -76,6 +77,20 @@ insecure = true
 TOML
 }
 
+# guard_config ROOT MODULE: the node config of the crash-loop guard
+# scenarios: the out-of-tree dummy, then MODULE, from the stored tree.
+guard_config() {
+    mkdir -p "$1/etc/kmm-day1"
+    cat >"$1/etc/kmm-day1/kmmtest.toml" <<TOML
+image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
+modules = ["dummy", "$2"]
+in_tree_remove = ["dummy"]
+
+[pull]
+insecure = true
+TOML
+}
+
 find_agent() {
     local a=${KMM_DAY1_AGENT_X86_64:-}
     if [[ -z $a ]]; then
@@ -121,6 +136,7 @@ run_scenario() {
 run_scenario_inner() {
     local name=$1 sdir=$2 dir=$3
     SCN_TIER=1 SCN_BOOTS=1 SCN_DISK_MB=0 SCN_AGENT=0 SCN_NET_PORT='' SCN_APPEND='' SCN_TIMEOUT=${KMM_DAY1_VM_TIMEOUT:-180}
+    SCN_QEMU=()
     scenario_prepare() { :; }
     # shellcheck disable=SC2317 # called through the EXIT trap
     scenario_cleanup() { :; }
@@ -183,6 +199,7 @@ run_scenario_inner() {
         args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:5000-cmd:socat - TCP:127.0.0.1:$SCN_NET_PORT"
             -device virtio-net-pci,netdev=n0)
     fi
+    args+=("${SCN_QEMU[@]}")
     local append="console=ttyS0 panic=-1 loglevel=4 $SCN_APPEND"
 
     local t0 rc=0
