@@ -15,6 +15,8 @@ pub mod docs;
 pub mod kernel_tree;
 /// A real registry (docker-registry, umoci, skopeo) for tests.
 pub mod registry;
+/// Scratch directories removed on drop.
+pub mod scratch;
 
 /// True when the full suite is running and every external tool must exist.
 pub fn full_suite() -> bool {
