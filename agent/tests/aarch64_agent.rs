@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 
 use kmm_day1_tests::registry::{self as treg, Format, Image, Registry, Setup};
 use kmm_day1_tests::{require_tool, static_agent};
-use pull_common::{kernel_tree, snapshot, Scratch};
+use pull_common::{kernel_tree, snapshot, TempDir};
 
 /// `qemu-aarch64 AGENT args…` with the node's dirs and no proxy or
 /// systemd environment from the machine.
@@ -88,8 +88,12 @@ fn aarch64_agent_pulls_and_plans_under_qemu() {
         )
         .unwrap();
 
-    let s = Scratch::new("aarch64");
-    let (etc, store, ca) = (s.0.join("etc"), s.0.join("store"), s.0.join("ca"));
+    let s = TempDir::new("aarch64").unwrap();
+    let (etc, store, ca) = (
+        s.path().join("etc"),
+        s.path().join("store"),
+        s.path().join("ca"),
+    );
     fs::create_dir_all(&etc).unwrap();
     fs::create_dir_all(&ca).unwrap();
     fs::copy(reg.ca_cert().unwrap(), ca.join("registry.crt")).unwrap();

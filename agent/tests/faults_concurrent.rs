@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
-use pull_common::{kernel_tree, Scratch};
+use pull_common::{kernel_tree, TempDir};
 
 fn agent(work: &Path, kver: &str, args: &[&str]) -> Command {
     let mut c = Command::new(pull_common::agent());
@@ -57,8 +57,8 @@ fn status_and_dry_run_while_pulls_publish() {
     if !hostile_common::tools() {
         return;
     }
-    let s = Scratch::new("concurrent");
-    let work = &s.0;
+    let s = TempDir::new("concurrent").unwrap();
+    let work = s.path();
     fs::create_dir_all(work.join("etc")).unwrap();
     fs::write(work.join("etc/drv.toml"), CONFIG).unwrap();
     let l0 = work.join("layout-0");

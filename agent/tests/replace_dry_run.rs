@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kmm_day1_tests::require_tool;
+use kmm_day1_tests::scratch::TempDir;
 
 mod replace_common;
 
@@ -29,11 +30,8 @@ fn agent(args: &[&str], extra: &[&Path]) -> (bool, String, String) {
     )
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kmm-day1-dry-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> TempDir {
+    TempDir::new(&format!("dry-{tag}")).unwrap()
 }
 
 /// An "extracted image": `img/opt/lib/modules/<kver>/` holding only sfc.ko
@@ -153,7 +151,6 @@ fn plan_on_a_debian_tree_text_and_json() {
         e.contains("`sfc` needs module `mdio`") || e.contains("`sfc` needs module `mtd`"),
         "{e}"
     );
-    let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -205,7 +202,6 @@ fn compressed_modules_read_like_plain_ones() {
         // The plan read vermagic (it would refuse another kernel's module)
         // and the signature trailer from the decompressed bytes.
         plans.push((sfc["signed"].clone(), sfc["srcversion"].clone()));
-        let _ = fs::remove_dir_all(&work);
     }
     assert_eq!(plans[0].0, true, "Debian signs its modules");
     assert!(plans.iter().all(|p| *p == plans[0]), "{plans:?}");

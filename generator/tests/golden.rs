@@ -106,7 +106,6 @@ fn same_input_gives_byte_identical_output() {
             );
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The node config of a case, as the example file defines it.
@@ -368,7 +367,6 @@ fn multi_document_output_is_each_document_alone_joined() {
         std::fs::read(&f).unwrap(),
         generate_multi("machineconfig", &[]).stdout
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -570,5 +568,4 @@ fn a_list_from_oc_get_is_its_items() {
         line.contains("list.yaml: items[1]: kind `Deployment` is not supported"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -397,5 +397,4 @@ fn untagged_images_follow_one_rule_per_input_kind() {
             out.stderr
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

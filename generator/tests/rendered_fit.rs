@@ -188,7 +188,6 @@ fn a_pool_that_fits_gets_its_merged_size_and_margin() {
     assert!(piped.status.success());
     let piped = String::from_utf8(piped.stderr).unwrap();
     assert_eq!(figure(fit_line(&piped), "it would be "), want);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -223,7 +222,6 @@ fn a_pool_that_would_not_fit_is_refused_and_nothing_is_written() {
     assert_eq!(figure(err, "limit by "), want - LIMIT, "{err}");
     assert!(err.contains("nothing was written"), "{err}");
     assert!(!out_path.exists(), "no MachineConfig may be written");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -259,7 +257,6 @@ fn bad_rendered_input_is_named() {
         let err = out.one_line_error();
         assert!(err.contains(want), "{extra:?}: {err}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Between 768 KiB and 1.25 MiB the generator warns that the pool's rendered
@@ -309,5 +306,4 @@ fn rendered_answer_replaces_the_768_kib_warning() {
         "the oc apply note stays: {}",
         measured.stderr
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -41,6 +41,27 @@ impl TempDir {
     }
 }
 
+// A TempDir stands where its path would: `&dir` as a `&Path` argument,
+// `dir.join(..)`, `Command::arg(&dir)`.
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         // umoci's rootless unpack and some tests leave read-only

@@ -10,8 +10,9 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use kmm_day1_tests::image::Build;
+use kmm_day1_tests::kernel_tree::depmod;
 use kmm_day1_tests::require_tool;
 
 /// The agent the black-box suites run: `KMM_DAY1_AGENT_UNDER_TEST` when
@@ -45,34 +46,7 @@ pub fn tools() -> bool {
     ["umoci", "depmod"].iter().all(|t| require_tool(t))
 }
 
-pub use kmm_day1_tests::run;
-
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "kmm-day1-pull-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("chmod")
-            .arg("-R")
-            .arg("u+rwX")
-            .arg(&self.0)
-            .status();
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+pub use kmm_day1_tests::scratch::TempDir;
 
 /// A KMM driver image in an OCI layout, built in two layers:
 /// 1. `extra/{macvtap,macvlan,tap,dummy}.ko` for `dir_kver`, modules.dep,
@@ -100,61 +74,39 @@ pub fn build_image_with(
     random_fw: u64,
 ) -> Built {
     let layout = work.join("layout");
-    if !layout.join("index.json").exists() {
-        run(Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout));
-    }
-    let image = format!("{}:{tag}", layout.display());
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    let bundle = work.join(format!("bundle-{tag}"));
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
-    fs::create_dir_all(mdir.join("extra")).unwrap();
-    for m in ["macvtap", "macvlan", "tap", "dummy"] {
-        fs::copy(
-            modules.join(format!("kernel/drivers/net/{m}.ko")),
-            mdir.join(format!("extra/{m}.ko")),
-        )
+    let mut b = Build::new(&layout, tag, work).unwrap();
+    b.layer(|rootfs| {
+        let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
+        fs::create_dir_all(mdir.join("extra"))?;
+        for m in ["macvtap", "macvlan", "tap", "dummy"] {
+            fs::copy(
+                modules.join(format!("kernel/drivers/net/{m}.ko")),
+                mdir.join(format!("extra/{m}.ko")),
+            )?;
+        }
+        depmod(&rootfs.join("opt"), dir_kver)?;
+        fs::create_dir_all(rootfs.join("firmware/acme"))?;
+        fs::write(rootfs.join("firmware/acme/fw-1.bin"), [7u8; 3000])?;
+        if random_fw > 0 {
+            let mut src = fs::File::open("/dev/urandom")?.take(random_fw);
+            let mut dst = fs::File::create(rootfs.join("firmware/acme/big.bin"))?;
+            std::io::copy(&mut src, &mut dst)?;
+        }
+        std::os::unix::fs::symlink("fw-1.bin", rootfs.join("firmware/acme/fw.bin"))?;
+        fs::create_dir_all(rootfs.join("usr/bin"))?;
+        fs::write(rootfs.join("usr/bin/tool"), "not extracted")?;
+        Ok(())
+    })
+    .unwrap();
+    let rootfs = b
+        .layer(|rootfs| {
+            let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
+            fs::remove_file(mdir.join("extra/dummy.ko"))?;
+            depmod(&rootfs.join("opt"), dir_kver)?;
+            fs::write(rootfs.join("firmware/acme/fw-2.bin"), [9u8; 5000])?;
+            Ok(())
+        })
         .unwrap();
-    }
-    run(Command::new("depmod")
-        .arg("-b")
-        .arg(rootfs.join("opt"))
-        .arg(dir_kver));
-    fs::create_dir_all(rootfs.join("firmware/acme")).unwrap();
-    fs::write(rootfs.join("firmware/acme/fw-1.bin"), [7u8; 3000]).unwrap();
-    if random_fw > 0 {
-        let mut src = fs::File::open("/dev/urandom").unwrap().take(random_fw);
-        let mut dst = fs::File::create(rootfs.join("firmware/acme/big.bin")).unwrap();
-        std::io::copy(&mut src, &mut dst).unwrap();
-    }
-    std::os::unix::fs::symlink("fw-1.bin", rootfs.join("firmware/acme/fw.bin")).unwrap();
-    fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
-    fs::write(rootfs.join("usr/bin/tool"), "not extracted").unwrap();
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
-    // repack diffs against the image the bundle was unpacked from: unpack
-    // the one-layer image again for the second layer.
-    let bundle = work.join(format!("bundle-{tag}-2"));
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
-    fs::remove_file(mdir.join("extra/dummy.ko")).unwrap();
-    run(Command::new("depmod")
-        .arg("-b")
-        .arg(rootfs.join("opt"))
-        .arg(dir_kver));
-    fs::write(rootfs.join("firmware/acme/fw-2.bin"), [9u8; 5000]).unwrap();
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
     Built { layout, rootfs }
 }
 

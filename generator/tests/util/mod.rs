@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use kmm_day1_tests::scratch::TempDir;
 
 /// The deterministic stand-in agent the goldens are made with: a 190-byte
 /// static x86-64 executable that prints a line and exits 0, because
@@ -199,12 +200,9 @@ pub fn generate(case: &Case, format: &str, extra: &[&str]) -> Out {
     kmm_day1(&args)
 }
 
-/// A fresh scratch directory for one test.
-pub fn scratch(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kmm-day1-gen-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create scratch dir");
-    d
+/// A fresh scratch directory for one test, removed when it goes out of scope.
+pub fn scratch(test: &str) -> TempDir {
+    TempDir::new(&format!("gen-{test}")).expect("create scratch dir")
 }
 
 /// The bytes an Ignition `contents` object stands for.
