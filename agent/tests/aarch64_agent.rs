@@ -12,33 +12,23 @@ mod pull_common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use kmm_day1_tests::registry::{self as treg, Format, Image, Registry, Setup};
 use kmm_day1_tests::{require_tool, static_agent};
-use pull_common::{kernel_tree, snapshot, TempDir};
+use pull_common::{kernel_tree, on_node, snapshot, TempDir};
 
 /// `qemu-aarch64 AGENT args…` with the node's dirs and no proxy or
 /// systemd environment from the machine.
 fn run(agent: &Path, args: &[&str], etc: &Path, store: &Path, kver: &str) -> Output {
-    Command::new("qemu-aarch64")
-        .arg(agent)
-        .args(args)
-        .arg("--config-dir")
-        .arg(etc)
-        .arg("--store")
-        .arg(store)
-        .arg("--kernel-release")
-        .arg(kver)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    on_node(
+        Command::new("qemu-aarch64").arg(agent).args(args),
+        etc,
+        store,
+        kver,
+    )
+    .output()
+    .unwrap()
 }
 
 fn text(o: &Output) -> String {

@@ -63,18 +63,11 @@ fn status_and_dry_run_while_pulls_publish() {
     fs::write(work.join("etc/drv.toml"), CONFIG).unwrap();
     let l0 = work.join("layout-0");
     image(&l0, &kver, &modules, 0);
-    let out = agent(
+    kmm_day1_tests::run(&mut agent(
         work,
         &kver,
         &["pull", "--no-reboot", "--oci-layout", l0.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
 
     let (mut status_runs, mut plan_runs) = (0, 0);
     let mut failures = Vec::new();

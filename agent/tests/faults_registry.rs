@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use hostile_common::{base_layer, write_layout, Layer};
 use kmm_day1_tests::net::Loopback;
 use kmm_day1_tests::registry::std_b64;
-use pull_common::{agent, expected_tree, kernel_tree, snapshot, TempDir};
+use pull_common::{agent, expected_tree, kernel_tree, on_node, snapshot, TempDir};
 
 const USER: &str = "puller";
 const PASSWORD: &str = "S3cr3t-p4ssw0rd-kmm";
@@ -755,22 +755,9 @@ fn registry_faults() {
         .unwrap();
         let store = work.join("store");
         let mut cmd = Command::new(agent());
-        cmd.arg("pull")
-            .arg("--config-dir")
-            .arg(&etc)
-            .arg("--store")
-            .arg(&store)
-            .arg("--kernel-release")
-            .arg(&kver)
+        on_node(cmd.arg("pull"), &etc, &store, &kver)
             .arg("--no-reboot")
-            .env("KMM_DAY1_READ_TIMEOUT_SECS", "2")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .stdin(Stdio::null());
+            .env("KMM_DAY1_READ_TIMEOUT_SECS", "2");
         // Auth files readable by others are used, with a warning: all
         // cases but one have a 0644 file; the 429 case's is 0600.
         let private = fault == Status429Once;

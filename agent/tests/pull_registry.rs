@@ -152,14 +152,7 @@ fn a_corrupted_blob_publishes_nothing() {
     bytes[mid] ^= 0x20;
     fs::write(&stored, &bytes).unwrap();
 
-    let node = Node::new(
-        work.path(),
-        &format!(
-            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-             [pull]\ninsecure = true\n",
-            reg.host()
-        ),
-    );
+    let node = insecure_node(work.path(), &reg.host());
     let out = node.pull_registry(&kver);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -182,14 +175,7 @@ fn docker_schema2_images_pull_like_oci_ones() {
     let work = TempDir::new("reg-v2s2").unwrap();
     let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = push_layout_as(&reg, &img.layout, "v1", "acme/drv:v1", None, Some("v2s2"));
-    let node = Node::new(
-        work.path(),
-        &format!(
-            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-             [pull]\ninsecure = true\n",
-            reg.host()
-        ),
-    );
+    let node = insecure_node(work.path(), &reg.host());
     let out = node.pull_registry(&kver);
     assert!(out.status.success(), "{}", stderr(&out));
     let hex = digest.trim_start_matches("sha256:");
@@ -204,6 +190,18 @@ fn docker_schema2_images_pull_like_oci_ones() {
             && stored.contains("application/vnd.docker.image.rootfs.diff.tar.gzip"),
         "{stored}"
     );
+}
+
+/// The config for `<host>/acme/drv:v1` (macvtap, with firmware) over plain HTTP.
+fn insecure_config(host: &str) -> String {
+    format!(
+        "image = \"{host}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+         [pull]\ninsecure = true\n"
+    )
+}
+
+fn insecure_node(work: &Path, host: &str) -> Node {
+    Node::new(work, &insecure_config(host))
 }
 
 /// A TCP forwarder to `upstream` that sends responses at about 1.6 MB/s,
@@ -238,14 +236,8 @@ fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
     let work = TempDir::new("reg-kill").unwrap();
     let img = build_image_with(work.path(), &modules, &kver, "v1", 8 << 20);
     let digest = push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
-    let config = |port: u16| {
-        format!(
-            "image = \"127.0.0.1:{port}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-             [pull]\ninsecure = true\n"
-        )
-    };
     let proxy = slow_proxy(reg.port);
-    let node = Node::new(work.path(), &config(proxy.port));
+    let node = insecure_node(work.path(), &format!("127.0.0.1:{}", proxy.port));
     let mut child = node
         .command(&kver, None)
         .arg("--no-reboot")
@@ -278,7 +270,11 @@ fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
     assert!(!node.kdir(&kver).join("current").exists());
 
     // Straight to the registry this time; the same digests resume.
-    fs::write(node.config_dir.join("drv.toml"), config(reg.port)).unwrap();
+    fs::write(
+        node.config_dir.join("drv.toml"),
+        insecure_config(&reg.host()),
+    )
+    .unwrap();
     let out = node.pull_registry(&kver);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
@@ -332,14 +328,7 @@ fn bench_pull_vs_skopeo() {
         let work = TempDir::new("bench").unwrap();
         let img = build_image_with(work.path(), &modules, &kver, "v1", mib << 20);
         push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
-        let node = Node::new(
-            work.path(),
-            &format!(
-                "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-                 [pull]\ninsecure = true\n",
-                reg.host()
-            ),
-        );
+        let node = insecure_node(work.path(), &reg.host());
         let (aw, ar, log) = time_v(
             Command::new("/usr/bin/time")
                 .arg("-v")

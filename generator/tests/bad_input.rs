@@ -5,7 +5,7 @@
 
 mod util;
 
-use util::{kmm_day1, FAKE_AGENT};
+use util::{generate_sfc, kmm_day1, FAKE_AGENT};
 
 fn generate(args: &[&str]) -> util::Out {
     let mut all = vec!["generate", "--agent", FAKE_AGENT, "--pool", "worker"];
@@ -298,13 +298,7 @@ fn unsupported_ignition_version() {
 
 #[test]
 fn machineconfig_needs_a_pool() {
-    let out = kmm_day1(&[
-        "generate",
-        "--config",
-        "examples/sfc.toml",
-        "--agent",
-        FAKE_AGENT,
-    ]);
+    let out = generate_sfc(&[]);
     let line = out.one_line_error();
     assert!(line.contains("--pool is required"), "{line}");
 }

@@ -132,14 +132,6 @@ fn oc_plugin_name_shows_as_oc_kmm_day1() {
         .current_dir(root())
         .output()
         .unwrap();
-    let direct = util::kmm_day1(&[
-        "generate",
-        "--config",
-        "examples/sfc.toml",
-        "--agent",
-        FAKE_AGENT,
-        "--pool",
-        "worker",
-    ]);
+    let direct = util::generate_sfc(&["--pool", "worker"]);
     assert_eq!(out.stdout, direct.stdout);
 }

@@ -91,22 +91,15 @@ for c, e in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
     s = s.replace(c, e)
 print(len(s.encode()))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", MERGE])
-        .arg(rendered)
-        .arg(ignition)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    kmm_day1_tests::run(
+        Command::new("python3")
+            .args(["-c", MERGE])
+            .arg(rendered)
+            .arg(ignition),
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 /// The number before " bytes" after `label` in the fit line.

@@ -72,37 +72,27 @@ pub struct Certs {
 /// registry.test in `dir`.
 pub fn make_certs(dir: &Path) -> Result<Certs> {
     let p = |n: &str| dir.join(n);
-    run(Command::new("openssl")
-        .args([
+    // A new EC P-256 key in `key` and a request for it in `out`.
+    let req = |key: &str, out: &str| {
+        let mut c = Command::new("openssl");
+        c.args([
             "req",
-            "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
-            "-nodes",
         ])
-        .arg("-keyout")
-        .arg(p("ca.key"))
+        .args(["-nodes", "-keyout"])
+        .arg(p(key))
         .arg("-out")
-        .arg(p("ca.crt"))
-        .args(["-days", "2", "-subj", "/CN=kmm-day1 test CA"])
+        .arg(p(out));
+        c
+    };
+    run(req("ca.key", "ca.crt")
+        .args(["-x509", "-days", "2", "-subj", "/CN=kmm-day1 test CA"])
         .args(["-addext", "basicConstraints=critical,CA:TRUE"])
         .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]))?;
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(p("server.key"))
-        .arg("-out")
-        .arg(p("server.csr"))
-        .args(["-subj", "/CN=127.0.0.1"]))?;
+    run(req("server.key", "server.csr").args(["-subj", "/CN=127.0.0.1"]))?;
     std::fs::write(
         p("ext.cnf"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.test\n\

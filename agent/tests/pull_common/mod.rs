@@ -48,6 +48,34 @@ pub fn tools() -> bool {
 
 pub use kmm_day1_tests::scratch::TempDir;
 
+/// `cmd` pointed at a node's config dir, store and kernel release, and cut
+/// off from the machine's journal, notify socket and proxy settings: the
+/// agent under test reaches only the test's own files and loopback servers.
+pub fn on_node<'a>(
+    cmd: &'a mut Command,
+    config_dir: &Path,
+    store: &Path,
+    kver: &str,
+) -> &'a mut Command {
+    cmd.arg("--config-dir")
+        .arg(config_dir)
+        .arg("--store")
+        .arg(store)
+        .arg("--kernel-release")
+        .arg(kver);
+    for var in [
+        "JOURNAL_STREAM",
+        "NOTIFY_SOCKET",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null())
+}
+
 /// A KMM driver image in an OCI layout, built in two layers:
 /// 1. `extra/{macvtap,macvlan,tap,dummy}.ko` for `dir_kver`, modules.dep,
 ///    firmware (with a symlink), and files outside the selected dirs;
@@ -171,16 +199,7 @@ impl Node {
     /// `pull` with the node's dirs, without `--no-reboot`.
     pub fn command(&self, kver: &str, notify: Option<&Path>) -> Command {
         let mut cmd = Command::new(agent());
-        cmd.arg("pull")
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("--store")
-            .arg(&self.store)
-            .arg("--kernel-release")
-            .arg(kver)
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null());
+        on_node(cmd.arg("pull"), &self.config_dir, &self.store, kver);
         if let Some(n) = notify {
             cmd.env("NOTIFY_SOCKET", n);
         }

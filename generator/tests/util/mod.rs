@@ -150,6 +150,14 @@ pub struct Out {
 }
 
 impl Out {
+    /// The `warning: ` lines of stderr.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect()
+    }
+
     pub fn stdout_str(&self) -> &str {
         std::str::from_utf8(&self.stdout).expect("utf-8 stdout")
     }
@@ -189,6 +197,20 @@ pub fn kmm_day1(args: &[&str]) -> Out {
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// `kmm-day1 generate --config examples/sfc.toml --agent <fake> [extra]`:
+/// the bundled example, the usual subject of an option's test.
+pub fn generate_sfc(extra: &[&str]) -> Out {
+    let mut args = vec![
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--agent",
+        FAKE_AGENT,
+    ];
+    args.extend_from_slice(extra);
+    kmm_day1(&args)
 }
 
 /// `kmm-day1 generate <case> --format <format> --agent <fake> [extra]`.
