@@ -8,6 +8,7 @@ use super::*;
 use crate::kernel::tests::Fake;
 use crate::plan::tests::Fixture;
 use crate::store::state::Stage;
+use kmm_day1_tests::scratch::TempDir;
 
 const K: &str = "6.1.0-56-amd64";
 
@@ -436,8 +437,9 @@ fn teach(k: &mut Fake, tree: &Path) {
 #[test]
 fn replace_json_records_each_outcome() {
     let w = World::new("state");
-    let root = std::env::temp_dir().join(format!("kmm-day1-replace-state-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
+    let tmp = TempDir::new("replace-state").unwrap();
+    // Not created yet: the store creates it when it takes its lock.
+    let root = tmp.join("store");
     let store = Store::new(&root);
     let lock = store.lock().unwrap();
     let ctx = Ctx {
@@ -510,7 +512,6 @@ fn replace_json_records_each_outcome() {
     assert!(s.message.contains("in-tree sfc reloaded"), "{}", s.message);
     assert!(s.loaded.is_empty());
     assert_eq!(k2.srcversion("sfc").as_deref(), Some("OLD"));
-    fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
@@ -565,10 +566,9 @@ fn eacces_while_selinux_enforces_says_selinux() {
 #[test]
 fn crash_loop_guard_through_replace() {
     let w = World::new("guard");
-    let root = std::env::temp_dir().join(format!("kmm-day1-replace-guard-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    let store = Store::new(root.join("store"));
-    let config_dir = root.join("etc");
+    let tmp = TempDir::new("replace-guard").unwrap();
+    let store = Store::new(tmp.join("store"));
+    let config_dir = tmp.join("etc");
     fs::create_dir_all(&config_dir).unwrap();
     fs::write(config_dir.join("sfc.toml"), "# v1\n").unwrap();
     let lock = store.lock().unwrap();
@@ -691,5 +691,4 @@ fn crash_loop_guard_through_replace() {
         st.message
     );
     assert!(k.calls.is_empty(), "{:?}", k.calls);
-    fs::remove_dir_all(&root).unwrap();
 }
