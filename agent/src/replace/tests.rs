@@ -61,6 +61,18 @@ impl World {
         self.host.kdir(K).join(format!("extra/{m}.ko"))
     }
 
+    /// A guarded swap from `store` for kernel K, with this world's host tree.
+    fn ctx<'a>(&'a self, store: &'a Store, config_dir: &'a Path) -> Ctx<'a> {
+        Ctx {
+            store,
+            config_dir,
+            guard: true,
+            modules_root: None,
+            kver: K,
+            host: Some(&self.host_tree),
+        }
+    }
+
     /// The running node: in-tree sfc + mdio loaded, optionally sfc_ptp.
     fn kernel(&self, with_ptp: bool) -> Fake {
         let mut f = if with_ptp {
@@ -442,14 +454,7 @@ fn replace_json_records_each_outcome() {
     let root = tmp.join("store");
     let store = Store::new(&root);
     let lock = store.lock().unwrap();
-    let ctx = Ctx {
-        store: &store,
-        config_dir: &root,
-        guard: true,
-        modules_root: None,
-        kver: K,
-        host: Some(&w.host_tree),
-    };
+    let ctx = w.ctx(&store, &root);
     let mut k = w.kernel(false);
     k.boot_id = Some("boot-1".into());
     let state = |store: &Store| -> ReplaceState {
@@ -572,14 +577,7 @@ fn crash_loop_guard_through_replace() {
     fs::create_dir_all(&config_dir).unwrap();
     fs::write(config_dir.join("sfc.toml"), "# v1\n").unwrap();
     let lock = store.lock().unwrap();
-    let ctx = Ctx {
-        store: &store,
-        config_dir: &config_dir,
-        guard: true,
-        modules_root: None,
-        kver: K,
-        host: Some(&w.host_tree),
-    };
+    let ctx = w.ctx(&store, &config_dir);
     let mut seed = w.kernel(false);
     let (tree, _) = publish(&w, &store, &mut seed);
     let result = |store: &Store| -> ReplaceState {
