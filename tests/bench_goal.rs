@@ -13,8 +13,7 @@ use std::process::Command;
 /// The printed table for MachineConfig rows of `sizes` (x86_64), or the
 /// error output when the row refuses its input.
 fn table(sizes: &[&str]) -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!("kmm-day1-bench-goal-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = kmm_day1_tests::scratch::TempDir::new("bench-goal").unwrap();
     let rows = dir.join(format!("rows-{}.tsv", sizes.join("-")));
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/lib.sh");
     let script = r#"set -euo pipefail

@@ -145,7 +145,8 @@ fn the_book_builds() {
     if !require_tool("mdbook") {
         return;
     }
-    let out_dir = std::env::temp_dir().join(format!("kmm-day1-book-{}", std::process::id()));
+    let tmp = kmm_day1_tests::scratch::TempDir::new("book").unwrap();
+    let out_dir = tmp.join("book");
     let out = Command::new("mdbook")
         .arg("build")
         .arg(workspace_root().join("docs"))
@@ -181,7 +182,6 @@ fn the_book_builds() {
         out_dir.join("diagrams/boot-timeline.svg").is_file(),
         "the diagram is not in the book"
     );
-    std::fs::remove_dir_all(&out_dir).unwrap();
 }
 
 // ---- troubleshooting coverage ----

@@ -241,17 +241,14 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     fn files(json: &str) -> AuthFiles {
-        let dir =
-            std::env::temp_dir().join(format!("kmm-auth-{}-{}", std::process::id(), json.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("config.json");
+        let tmp = TempDir::new("auth").unwrap();
+        let p = tmp.join("config.json");
         std::fs::write(&p, json).unwrap();
-        let missing = dir.join("missing.json");
-        let a = AuthFiles::load(&[missing, p]).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        a
+        let missing = tmp.join("missing.json");
+        AuthFiles::load(&[missing, p]).unwrap()
     }
 
     #[test]
@@ -290,9 +287,8 @@ mod tests {
 
     #[test]
     fn errors_do_not_quote_secrets() {
-        let dir = std::env::temp_dir().join(format!("kmm-auth-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("config.json");
+        let tmp = TempDir::new("auth-bad").unwrap();
+        let p = tmp.join("config.json");
         std::fs::write(&p, r#"{"auths": {"q.io": {"auth": "s3cr3t!!"}}}"#).unwrap();
         let e = format!(
             "{:#}",
@@ -305,7 +301,6 @@ mod tests {
             AuthFiles::load(std::slice::from_ref(&p)).unwrap_err()
         );
         assert!(e.contains("not valid JSON") && !e.contains("s3cr3t"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
         let c = Credentials {
             username: "u".into(),
             password: "hunter2".into(),

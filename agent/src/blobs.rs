@@ -240,6 +240,7 @@ fn hash_prefix(mut file: &File, len: u64, ctx: &mut ring::digest::Context) -> io
 mod tests {
     use super::*;
     use kmm_day1_config::ImageRef;
+    use kmm_day1_tests::scratch::TempDir;
 
     /// A source that serves one blob, optionally ignoring ranges, flipping a
     /// byte, or stopping after `cut` bytes.
@@ -283,9 +284,11 @@ mod tests {
         }
     }
 
-    fn setup(tag: &str) -> (PathBuf, Vec<u8>, Descriptor, ResolvedImage) {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-blobs-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+    /// The blobs dir is inside the TempDir and not created: `fetch` must
+    /// create it. Bind the TempDir for the whole test (`_tmp`, not `_`).
+    fn setup(tag: &str) -> (TempDir, PathBuf, Vec<u8>, Descriptor, ResolvedImage) {
+        let tmp = TempDir::new(&format!("blobs-{tag}")).unwrap();
+        let dir = tmp.join("blobs");
         let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let mut c = ring::digest::Context::new(&ring::digest::SHA256);
         c.update(&data);
@@ -302,7 +305,7 @@ mod tests {
             layers: vec![],
             source: "test".into(),
         };
-        (dir, data, desc, img)
+        (tmp, dir, data, desc, img)
     }
 
     fn fake(data: &[u8]) -> Fake {
@@ -317,7 +320,7 @@ mod tests {
 
     #[test]
     fn resumes_from_partial_and_verifies() {
-        let (dir, data, desc, img) = setup("resume");
+        let (_tmp, dir, data, desc, img) = setup("resume");
         let mut src = fake(&data);
         src.cut = Some(100_000);
         let e = format!(
@@ -346,12 +349,11 @@ mod tests {
         fetch(&dir, &mut src, &img, &desc, "layer 1/1").unwrap();
         assert_eq!(src.calls, [0, 100_000, 0]);
         assert_eq!(fs::read(&p).unwrap(), data);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn restarts_when_the_server_ignores_the_range() {
-        let (dir, data, desc, img) = setup("range");
+        let (_tmp, dir, data, desc, img) = setup("range");
         let hex = digest_hex(&desc.digest).unwrap().to_string();
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join(format!("{hex}.partial")), &data[..5000]).unwrap();
@@ -360,12 +362,11 @@ mod tests {
         let p = fetch(&dir, &mut src, &img, &desc, "layer").unwrap();
         assert_eq!(src.calls, [5000, 0]);
         assert_eq!(fs::read(p).unwrap(), data);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn bad_prefix_restarts_and_flipped_byte_is_refused() {
-        let (dir, data, desc, img) = setup("flip");
+        let (_tmp, dir, data, desc, img) = setup("flip");
         let hex = digest_hex(&desc.digest).unwrap().to_string();
         fs::create_dir_all(&dir).unwrap();
         // A partial whose prefix is wrong: resumed once, then restarted.
@@ -392,6 +393,5 @@ mod tests {
             fetch(&dir, &mut src, &img, &desc, "layer").unwrap_err()
         );
         assert!(e.contains("more than the 300000 bytes"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -290,6 +290,7 @@ pub mod tests {
     use std::collections::{BTreeMap, HashMap};
 
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct FakeModule {
@@ -450,8 +451,9 @@ pub mod tests {
 
     #[test]
     fn real_reads_proc_and_sys_under_a_root() {
-        let root = std::env::temp_dir().join(format!("kmm-day1-kernel-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
+        let tmp = TempDir::new("kernel").unwrap();
+        // Not created yet: the first checks are against a root with nothing in it.
+        let root = tmp.join("root");
         let k = Real::at(root.clone());
         assert_eq!(k.boot_id(), None);
         assert!(!k.has_module_sysfs());
@@ -495,7 +497,6 @@ pub mod tests {
         assert!(k.signatures_required().unwrap().contains("integrity"));
         fs::write(root.join(SIG_ENFORCE_PARAM), "Y\n").unwrap();
         assert!(k.signatures_required().unwrap().contains("sig_enforce"));
-        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

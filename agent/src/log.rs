@@ -244,6 +244,7 @@ pub(crate) use {debug, error, info, notice, warning};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn datagram_uses_native_protocol_fields() {
@@ -262,10 +263,8 @@ mod tests {
 
     #[test]
     fn datagram_reaches_a_bound_socket() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-log-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("socket");
+        let tmp = TempDir::new("log").unwrap();
+        let path = tmp.join("socket");
         let server = UnixDatagram::bind(&path).unwrap();
         assert!(send_to(&path, Priority::Info, &[], "pulled sha256:ab"));
         let mut buf = [0u8; 512];
@@ -275,7 +274,6 @@ mod tests {
             got.starts_with("MESSAGE=pulled sha256:ab\nPRIORITY=6\n"),
             "{got}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -277,22 +277,17 @@ fn prefix_match(name: &str, prefix: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     fn load(main: &str, dropins: &[(&str, &str)]) -> Result<Mirrors> {
-        let dir = std::env::temp_dir().join(format!(
-            "kmm-mirrors-{}-{}",
-            std::process::id(),
-            main.len() + dropins.len() * 1000
-        ));
-        let d = dir.join("registries.conf.d");
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(dir.join("registries.conf"), main).unwrap();
+        let tmp = TempDir::new("mirrors").unwrap();
+        let d = tmp.join("registries.conf.d");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(tmp.join("registries.conf"), main).unwrap();
         for (n, t) in dropins {
             std::fs::write(d.join(n), t).unwrap();
         }
-        let m = Mirrors::load(&dir.join("registries.conf"), &d);
-        std::fs::remove_dir_all(&dir).unwrap();
-        m
+        Mirrors::load(&tmp.join("registries.conf"), &d)
     }
 
     fn names(eps: &[Endpoint]) -> Vec<String> {

@@ -782,6 +782,7 @@ pub fn check_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     /// The one tree check `pull` and `verify` share: a module file named
     /// with several dots is the module kmod names (up to the first dot;
@@ -789,7 +790,8 @@ mod tests {
     /// loads is reported in the whole tree but refuses nothing.
     #[test]
     fn check_tree_names_modules_as_kmod_and_refuses_only_what_loads() {
-        let root = std::env::temp_dir().join(format!("kmm-day1-treecheck-{}", std::process::id()));
+        let tmp = TempDir::new("treecheck").unwrap();
+        let root = tmp.path();
         let k = "6.1.0-1-amd64";
         let mdir = root.join("lib/modules").join(k);
         fs::create_dir_all(mdir.join("extra")).unwrap();
@@ -803,7 +805,7 @@ mod tests {
         fs::write(mdir.join("extra/mdio-x.ko"), b"not a module").unwrap();
         let seen = std::collections::BTreeSet::new();
         let want = ["sfc".to_string()];
-        let loads = check_tree(&root, "/opt", k, &want, &seen, Scope::Loads).unwrap();
+        let loads = check_tree(root, "/opt", k, &want, &seen, Scope::Loads).unwrap();
         assert_eq!(loads.configured, [("sfc".to_string(), Some(0))]);
         assert!(
             !loads
@@ -824,7 +826,7 @@ mod tests {
             )),
             "{refusal}"
         );
-        let whole = check_tree(&root, "/opt", k, &want, &seen, Scope::Whole).unwrap();
+        let whole = check_tree(root, "/opt", k, &want, &seen, Scope::Whole).unwrap();
         let other: Vec<&Finding> = whole
             .findings
             .iter()
@@ -839,7 +841,6 @@ mod tests {
             whole.line(&Check::ModulesDep, &whole.problems(&Check::ModulesDep)),
             format!("modules.dep [{k}]: `extra/other.ko` is listed but missing: rebuild it with `depmod -b /opt {k}`")
         );
-        fs::remove_dir_all(&root).unwrap();
     }
 
     // Excerpts of Debian 12's 6.1.0 tree, as depmod writes them.
@@ -892,7 +893,8 @@ nounload 16384 - - Live 0xffffffffc0310000
 
     #[test]
     fn tree_resolves_relative_and_absolute_paths() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-modules-{}", std::process::id()));
+        let tmp = TempDir::new("modules").unwrap();
+        let dir = tmp.path();
         let kdir = dir.join("lib/modules/6.1.0-56-amd64");
         fs::create_dir_all(&kdir).unwrap();
         fs::write(
@@ -927,9 +929,8 @@ nounload 16384 - - Live 0xffffffffc0310000
         assert!(t.softdep("cifs").unwrap().pre.is_empty());
         assert_eq!(t.softdep("ksmbd").unwrap().pre, ["crc32"]);
         assert_eq!(t.softdep("mod_x").unwrap().post, ["c"]);
-        assert!(Tree::open(&dir).is_err());
-        assert!(Tree::open_if_exists(&dir).unwrap().is_none());
-        fs::remove_dir_all(&dir).unwrap();
+        assert!(Tree::open(dir).is_err());
+        assert!(Tree::open_if_exists(dir).unwrap().is_none());
     }
 
     #[test]
@@ -1003,13 +1004,13 @@ nounload 16384 - - Live 0xffffffffc0310000
 
     #[test]
     fn holders_dir() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-holders-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = TempDir::new("holders").unwrap();
+        // Not created yet: a module without a holders dir has no holders.
+        let dir = tmp.join("holders");
         assert!(read_holders(&dir).unwrap().is_empty());
         fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink("../../sfc", dir.join("sfc")).unwrap();
         std::os::unix::fs::symlink("../../ubi", dir.join("ubi")).unwrap();
         assert_eq!(read_holders(&dir).unwrap(), ["sfc", "ubi"]);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

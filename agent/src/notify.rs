@@ -41,13 +41,12 @@ fn send(addr: &str, state: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn sends_to_path_and_abstract_sockets() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify");
+        let tmp = TempDir::new("notify").unwrap();
+        let path = tmp.join("notify");
         let server = UnixDatagram::bind(&path).unwrap();
         assert!(send(path.to_str().unwrap(), "STATUS=pulling"));
         let mut buf = [0u8; 64];
@@ -61,7 +60,6 @@ mod tests {
         assert!(send(&format!("@{name}"), "READY=1"));
         let n = abs.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        assert!(!send(dir.join("absent").to_str().unwrap(), "READY=1"));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!send(tmp.join("absent").to_str().unwrap(), "READY=1"));
     }
 }

@@ -385,19 +385,18 @@ fn removal_order(
 pub(crate) mod tests {
     use super::*;
     use crate::kernel::tests::Fake;
+    use kmm_day1_tests::scratch::TempDir;
     use std::fs;
 
     /// A module tree on disk with real (tiny) ELF modules.
     pub(crate) struct Fixture {
-        pub dir: PathBuf,
+        pub dir: TempDir,
     }
 
     impl Fixture {
         /// `mods`: (name, deps in modules.dep order, srcversion).
         pub fn new(tag: &str, kver: &str, mods: &[(&str, &[&str], &str)]) -> Fixture {
-            let dir =
-                std::env::temp_dir().join(format!("kmm-day1-plan-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
+            let dir = TempDir::new(&format!("plan-{tag}")).unwrap();
             let kdir = dir.join("lib/modules").join(kver);
             fs::create_dir_all(kdir.join("extra")).unwrap();
             let mut dep = String::new();
@@ -415,12 +414,6 @@ pub(crate) mod tests {
 
         pub fn kdir(&self, kver: &str) -> PathBuf {
             self.dir.join("lib/modules").join(kver)
-        }
-    }
-
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.dir);
         }
     }
 

@@ -673,6 +673,7 @@ fn check_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn handoff_passes_blobs_in_order_and_ends_on_close() {
@@ -692,7 +693,8 @@ mod tests {
 
     #[test]
     fn modules_dep_paths_must_stay_in_the_tree() {
-        let tree = std::env::temp_dir().join(format!("kmm-day1-checktree-{}", std::process::id()));
+        let tmp = TempDir::new("checktree").unwrap();
+        let tree = tmp.path();
         let k = "6.1.0-1-amd64";
         let mdir = tree.join("lib/modules").join(k);
         fs::create_dir_all(&mdir).unwrap();
@@ -708,25 +710,21 @@ mod tests {
             ("extra/other.ko:\n", "module sfc [6.1.0-1-amd64]: not in"),
         ] {
             fs::write(mdir.join("modules.dep"), dep).unwrap();
-            let e = format!(
-                "{:#}",
-                check_tree(&tree, &cfg, k, "drv", &seen).unwrap_err()
-            );
+            let e = format!("{:#}", check_tree(tree, &cfg, k, "drv", &seen).unwrap_err());
             assert!(e.contains(why), "{dep}: {e}");
         }
         let e = format!(
             "{:#}",
-            check_tree(&tree, &cfg, "6.1.0-2-amd64", "drv", &seen).unwrap_err()
+            check_tree(tree, &cfg, "6.1.0-2-amd64", "drv", &seen).unwrap_err()
         );
         assert!(e.contains("its kernel trees: none"), "{e}");
         // No modules.dep: the image's fault, said without an errno.
         fs::remove_file(mdir.join("modules.dep")).unwrap();
-        let e = check_tree(&tree, &cfg, k, "drv", &seen).unwrap_err();
+        let e = check_tree(tree, &cfg, k, "drv", &seen).unwrap_err();
         assert!(crate::extract::is_defect(&e));
         assert_eq!(
             format!("{e:#}"),
             format!("drv: modules.dep [{k}]: the image has no /opt/lib/modules/{k}/modules.dep: build the image with `depmod -b /opt {k}`")
         );
-        fs::remove_dir_all(&tree).unwrap();
     }
 }

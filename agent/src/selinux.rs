@@ -153,18 +153,19 @@ fn load_denied_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn mode_from_selinuxfs() {
-        let root = std::env::temp_dir().join(format!("kmm-day1-selinux-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let tmp = TempDir::new("selinux").unwrap();
+        // Not created yet: the first check is against a root with nothing in it.
+        let root = tmp.join("root");
         assert_eq!(mode(&root), None, "no selinuxfs: SELinux is off");
         std::fs::create_dir_all(root.join("sys/fs/selinux")).unwrap();
         std::fs::write(root.join(ENFORCE), "0").unwrap();
         assert_eq!(mode(&root), Some(Mode::Permissive));
         std::fs::write(root.join(ENFORCE), "1").unwrap();
         assert_eq!(mode(&root), Some(Mode::Enforcing));
-        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
@@ -222,8 +223,8 @@ mod tests {
             l.contains("/var/lib/kmm-day1 labelled system_u:object_r:var_lib_t:s0"),
             "{l}"
         );
-        let root =
-            std::env::temp_dir().join(format!("kmm-day1-selinux-off-{}", std::process::id()));
+        let tmp = TempDir::new("selinux-off").unwrap();
+        let root = tmp.join("root");
         assert!(status(&root, &root).is_none(), "no selinuxfs: no status");
     }
 

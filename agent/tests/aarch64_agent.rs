@@ -12,33 +12,23 @@ mod pull_common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use kmm_day1_tests::registry::{self as treg, Format, Image, Registry, Setup};
 use kmm_day1_tests::{require_tool, static_agent};
-use pull_common::{kernel_tree, snapshot, Scratch};
+use pull_common::{kernel_tree, on_node, snapshot, TempDir};
 
 /// `qemu-aarch64 AGENT args…` with the node's dirs and no proxy or
 /// systemd environment from the machine.
 fn run(agent: &Path, args: &[&str], etc: &Path, store: &Path, kver: &str) -> Output {
-    Command::new("qemu-aarch64")
-        .arg(agent)
-        .args(args)
-        .arg("--config-dir")
-        .arg(etc)
-        .arg("--store")
-        .arg(store)
-        .arg("--kernel-release")
-        .arg(kver)
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    on_node(
+        Command::new("qemu-aarch64").arg(agent).args(args),
+        etc,
+        store,
+        kver,
+    )
+    .output()
+    .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -88,8 +78,12 @@ fn aarch64_agent_pulls_and_plans_under_qemu() {
         )
         .unwrap();
 
-    let s = Scratch::new("aarch64");
-    let (etc, store, ca) = (s.0.join("etc"), s.0.join("store"), s.0.join("ca"));
+    let s = TempDir::new("aarch64").unwrap();
+    let (etc, store, ca) = (
+        s.path().join("etc"),
+        s.path().join("store"),
+        s.path().join("ca"),
+    );
     fs::create_dir_all(&etc).unwrap();
     fs::create_dir_all(&ca).unwrap();
     fs::copy(reg.ca_cert().unwrap(), ca.join("registry.crt")).unwrap();

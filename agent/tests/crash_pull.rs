@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
-use pull_common::{kernel_tree, snapshot, Node, Scratch};
+use pull_common::{kernel_tree, snapshot, Node, TempDir};
 
 /// `pull --oci-layout` with the node's dirs (pull_common's command), its
 /// stderr kept for the assertions and stdout dropped.
@@ -74,8 +74,8 @@ fn kill_9_at_random_moments_never_leaves_a_mixed_tree() {
     if !hostile_common::tools() {
         return;
     }
-    let s = Scratch::new("crash");
-    let work = &s.0;
+    let s = TempDir::new("crash").unwrap();
+    let work = s.path();
     let node = Node::new(work, CONFIG);
     // A fresh image per round (a tree already in the store would just be
     // made current again, without download or extraction).

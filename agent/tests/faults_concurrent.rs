@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
-use pull_common::{kernel_tree, Scratch};
+use pull_common::{kernel_tree, TempDir};
 
 fn agent(work: &Path, kver: &str, args: &[&str]) -> Command {
     let mut c = Command::new(pull_common::agent());
@@ -57,24 +57,17 @@ fn status_and_dry_run_while_pulls_publish() {
     if !hostile_common::tools() {
         return;
     }
-    let s = Scratch::new("concurrent");
-    let work = &s.0;
+    let s = TempDir::new("concurrent").unwrap();
+    let work = s.path();
     fs::create_dir_all(work.join("etc")).unwrap();
     fs::write(work.join("etc/drv.toml"), CONFIG).unwrap();
     let l0 = work.join("layout-0");
     image(&l0, &kver, &modules, 0);
-    let out = agent(
+    kmm_day1_tests::run(&mut agent(
         work,
         &kver,
         &["pull", "--no-reboot", "--oci-layout", l0.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
 
     let (mut status_runs, mut plan_runs) = (0, 0);
     let mut failures = Vec::new();

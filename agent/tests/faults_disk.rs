@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 
 use hostile_common::{base_layer, write_layout, Layer, Tar, CONFIG};
 use kmm_day1_tests::full_suite;
-use pull_common::{agent, kernel_tree, snapshot, Scratch};
+use pull_common::{agent, kernel_tree, snapshot, TempDir};
 
 struct Mount(PathBuf);
 
@@ -114,8 +114,8 @@ fn a_full_store_fails_cleanly_and_keeps_the_old_tree() {
     if !hostile_common::tools() {
         return;
     }
-    let s = Scratch::new("disk");
-    let work = &s.0;
+    let s = TempDir::new("disk").unwrap();
+    let work = s.path();
     fs::create_dir_all(work.join("etc")).unwrap();
     fs::write(work.join("etc/drv.toml"), CONFIG).unwrap();
     let Some(mnt) = Mount::tmpfs(&work.join("store"), "3m") else {

@@ -26,13 +26,15 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hostile_common::{base_layer, write_layout, Layer};
-use pull_common::{agent, expected_tree, kernel_tree, snapshot, Scratch};
+use kmm_day1_tests::net::Loopback;
+use kmm_day1_tests::registry::std_b64;
+use pull_common::{agent, expected_tree, kernel_tree, on_node, snapshot, TempDir};
 
 const USER: &str = "puller";
 const PASSWORD: &str = "S3cr3t-p4ssw0rd-kmm";
@@ -153,7 +155,7 @@ impl Server {
     }
 
     fn authorized(&self, headers: &HashMap<String, String>) -> bool {
-        let want = format!("Basic {}", base64(&format!("{USER}:{PASSWORD}")));
+        let want = format!("Basic {}", std_b64(format!("{USER}:{PASSWORD}").as_bytes()));
         headers.get("authorization") == Some(&want)
     }
 
@@ -380,43 +382,6 @@ impl Server {
     }
 }
 
-fn base64(s: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn serve(
-    listener: TcpListener,
-    f: impl Fn(TcpStream) + Send + Sync + 'static,
-    stop: Arc<AtomicBool>,
-) {
-    let f = Arc::new(f);
-    thread::spawn(move || {
-        for c in listener.incoming() {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let Ok(c) = c else { continue };
-            let f = f.clone();
-            thread::spawn(move || f(c));
-        }
-    });
-}
-
 /// What `store/blobs/sha256` may hold after a run (docs/pull.md, "what can
 /// go wrong"): nothing after a success (every blob is in the tree); after a
 /// failure only what the next run resumes from: layers of this image whose
@@ -621,7 +586,7 @@ fn registry_faults() {
     if !hostile_common::tools() {
         return;
     }
-    let s = Scratch::new("faults");
+    let s = TempDir::new("faults").unwrap();
     use Fault::*;
     // (fault, what is injected, published?, stderr must contain)
     let cases: Vec<(Fault, &str, bool, &str)> = vec![
@@ -727,7 +692,7 @@ fn registry_faults() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (i, (fault, what, want_ok, want_msg)) in cases.into_iter().enumerate() {
-        let work = s.0.join(format!("case-{i}"));
+        let work = s.path().join(format!("case-{i}"));
         let image = build_image(&work.join("layout"), &kver, &modules, fault);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -740,33 +705,29 @@ fn registry_faults() {
             other_port: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
         });
-        let stop = Arc::new(AtomicBool::new(false));
         let srv = server.clone();
-        serve(listener, move |c| srv.handle(c), stop.clone());
+        let main = Loopback::serve(listener, move |c| srv.handle(c)).unwrap();
         // The other host of a redirect: serves any blob, records Authorization.
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
         server
             .other_port
             .store(other.local_addr().unwrap().port().into(), Ordering::Relaxed);
         let srv = server.clone();
-        serve(
-            other,
-            move |mut c| {
-                let Some((req, h)) = read_head(&c) else {
-                    return;
-                };
-                srv.other_auth
-                    .lock()
-                    .unwrap()
-                    .push(h.get("authorization").cloned().unwrap_or_default());
-                let d = req.rsplit('/').next().unwrap().to_string();
-                match srv.image.blobs.get(&d) {
-                    Some(b) => respond(&mut c, "200 OK", &[], b),
-                    None => respond(&mut c, "404 Not Found", &[], b""),
-                }
-            },
-            stop.clone(),
-        );
+        let redirect = Loopback::serve(other, move |mut c| {
+            let Some((req, h)) = read_head(&c) else {
+                return;
+            };
+            srv.other_auth
+                .lock()
+                .unwrap()
+                .push(h.get("authorization").cloned().unwrap_or_default());
+            let d = req.rsplit('/').next().unwrap().to_string();
+            match srv.image.blobs.get(&d) {
+                Some(b) => respond(&mut c, "200 OK", &[], b),
+                None => respond(&mut c, "404 Not Found", &[], b""),
+            }
+        })
+        .unwrap();
 
         let etc = work.join("etc");
         fs::create_dir_all(&etc).unwrap();
@@ -780,7 +741,7 @@ fn registry_faults() {
             &auth,
             format!(
                 r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"{}"}}}}}}"#,
-                base64(&format!("{USER}:{pass}"))
+                std_b64(format!("{USER}:{pass}").as_bytes())
             ),
         )
         .unwrap();
@@ -794,22 +755,9 @@ fn registry_faults() {
         .unwrap();
         let store = work.join("store");
         let mut cmd = Command::new(agent());
-        cmd.arg("pull")
-            .arg("--config-dir")
-            .arg(&etc)
-            .arg("--store")
-            .arg(&store)
-            .arg("--kernel-release")
-            .arg(&kver)
+        on_node(cmd.arg("pull"), &etc, &store, &kver)
             .arg("--no-reboot")
-            .env("KMM_DAY1_READ_TIMEOUT_SECS", "2")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .stdin(Stdio::null());
+            .env("KMM_DAY1_READ_TIMEOUT_SECS", "2");
         // Auth files readable by others are used, with a warning: all
         // cases but one have a 0644 file; the 429 case's is 0600.
         let private = fault == Status429Once;
@@ -819,7 +767,7 @@ fn registry_faults() {
             fs::set_permissions(&auth, fs::Permissions::from_mode(mode)).unwrap();
         }
         let run = run_agent(cmd);
-        stop.store(true, Ordering::Relaxed);
+        drop((main, redirect));
         let tree = store.join("drv").join(&kver).join("current");
         let published = tree.join("meta.json").is_file();
         let mut problems = Vec::new();
@@ -884,7 +832,7 @@ fn registry_faults() {
         if !status.contains("acme/drv") {
             problems.push(format!("status does not name the image:\n{status}"));
         }
-        let b64 = base64(&format!("{USER}:{PASSWORD}"));
+        let b64 = std_b64(format!("{USER}:{PASSWORD}").as_bytes());
         for secret in [PASSWORD, b64.as_str()] {
             if run.stderr.contains(secret) {
                 problems.push(format!("output shows `{secret}`"));

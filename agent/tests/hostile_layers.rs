@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use hostile_common::{
     base_layer, inventory, lexical, store_violations, write_layout, zero_bomb, Layer, Tar, CONFIG,
 };
-use pull_common::{kernel_tree, stderr, Node, Scratch};
+use pull_common::{kernel_tree, stderr, Node, TempDir};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
@@ -691,8 +691,8 @@ fn hostile_layers_never_escape() {
     if !hostile_common::tools() {
         return;
     }
-    let s = Scratch::new("hostile");
-    let canary_dir = s.0.join("canary");
+    let s = TempDir::new("hostile").unwrap();
+    let canary_dir = s.path().join("canary");
     let canary = canary_dir.to_str().unwrap().to_string();
     let outside_tmp = std::env::temp_dir();
     let tmp_before: Vec<_> = fs::read_dir(&outside_tmp)
@@ -705,7 +705,7 @@ fn hostile_layers_never_escape() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (i, c) in all.into_iter().enumerate() {
-        let work = s.0.join(format!("case-{i}"));
+        let work = s.path().join(format!("case-{i}"));
         let mut cfg = CONFIG.to_string();
         if !c.limits.is_empty() {
             cfg.push_str(&format!("[limits]\n{}\n", c.limits));
@@ -716,11 +716,11 @@ fn hostile_layers_never_escape() {
         fs::write(canary_dir.join("dir/keep"), b"keep").unwrap();
         let layout = work.join("layout");
         write_layout(&layout, "v1", &c.layers);
-        let mut watched = inventory(&s.0);
+        let mut watched = inventory(s.path());
         watched.retain(|p, _| !p.starts_with(work.join("store")) && !p.starts_with(&layout));
         let out = node.pull(&kver, &layout, None);
         let err = stderr(&out);
-        let mut after = inventory(&s.0);
+        let mut after = inventory(s.path());
         after.retain(|p, _| !p.starts_with(work.join("store")) && !p.starts_with(&layout));
         let mut problems = Vec::new();
         if after != watched {

@@ -16,6 +16,7 @@ use std::process::Command;
 use kmm_day1_tests::require_tool;
 
 mod pull_common;
+use kmm_day1_tests::run;
 use pull_common::*;
 
 #[test]
@@ -26,12 +27,12 @@ fn publishes_exact_tree_then_does_nothing() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("exact");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("exact").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = manifest_digest(&img.layout, "v1");
     assert_eq!(layers(&img.layout, &digest).len(), 2, "two layers");
-    let node = Node::new(&work.0, CONFIG);
-    let sock_path = work.0.join("notify.sock");
+    let node = Node::new(work.path(), CONFIG);
+    let sock_path = work.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_nonblocking(true).unwrap();
 
@@ -127,10 +128,13 @@ fn rejects_missing_module_wrong_vermagic_and_missing_kernel() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("reject");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("reject").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
 
-    let node = Node::new(&work.0.join("missing"), &CONFIG.replace("macvtap", "sfc"));
+    let node = Node::new(
+        &work.path().join("missing"),
+        &CONFIG.replace("macvtap", "sfc"),
+    );
     let out = node.pull(&kver, &img.layout, None);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -142,7 +146,7 @@ fn rejects_missing_module_wrong_vermagic_and_missing_kernel() {
     );
     assert_nothing_published(&node, &kver);
 
-    let node = Node::new(&work.0.join("nokernel"), CONFIG);
+    let node = Node::new(&work.path().join("nokernel"), CONFIG);
     let out = node.pull("6.1.0-9999-amd64", &img.layout, None);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -155,8 +159,8 @@ fn rejects_missing_module_wrong_vermagic_and_missing_kernel() {
 
     // Modules of this kernel filed under another kernel's directory.
     let other = "6.1.0-9998-amd64";
-    let img2 = build_image(&work.0.join("img2"), &modules, other, "v1");
-    let node = Node::new(&work.0.join("vermagic"), CONFIG);
+    let img2 = build_image(&work.path().join("img2"), &modules, other, "v1");
+    let node = Node::new(&work.path().join("vermagic"), CONFIG);
     let out = node.pull(other, &img2.layout, None);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -175,11 +179,11 @@ fn recovers_from_a_crash_mid_pull() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("crash");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("crash").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = manifest_digest(&img.layout, "v1");
     let hex = digest.trim_start_matches("sha256:");
-    let node = Node::new(&work.0, CONFIG);
+    let node = Node::new(work.path(), CONFIG);
 
     // What a crash leaves: half a blob, a half-extracted temp tree, a
     // current.tmp link, a state temp file.
@@ -227,16 +231,16 @@ fn reboot_is_requested_once_per_publish_and_guarded() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("reboot");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("reboot").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let node = Node::new(
-        &work.0,
+        work.path(),
         &format!("{CONFIG}[pull]\nafter_pull = \"reboot\"\nmax_reboots_per_kernel = 2\n"),
     );
     // This host must not reboot: a `systemctl` first on PATH records calls.
-    let bin = work.0.join("bin");
+    let bin = work.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
-    let calls = work.0.join("systemctl.calls");
+    let calls = work.path().join("systemctl.calls");
     fs::write(
         bin.join("systemctl"),
         format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
@@ -310,9 +314,9 @@ fn concurrent_runs_are_serialised_by_the_store_lock() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("lock");
-    let img = build_image_with(&work.0, &modules, &kver, "v1", 4 << 20);
-    let node = Node::new(&work.0, CONFIG);
+    let work = TempDir::new("lock").unwrap();
+    let img = build_image_with(work.path(), &modules, &kver, "v1", 4 << 20);
+    let node = Node::new(work.path(), CONFIG);
     let start = || {
         node.command(&kver, None)
             .arg("--no-reboot")
@@ -341,8 +345,8 @@ fn concurrent_runs_are_serialised_by_the_store_lock() {
 
 #[test]
 fn no_configs_is_nothing_to_do() {
-    let work = Scratch::new("noconf");
-    let node = Node::new(&work.0, "");
+    let work = TempDir::new("noconf").unwrap();
+    let node = Node::new(work.path(), "");
     fs::remove_file(node.config_dir.join("drv.toml")).unwrap();
     let out = node.pull_registry("6.1.0-1-amd64");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -358,10 +362,10 @@ fn zstd_and_zstd_chunked_layers_from_skopeo() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("zstd");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("zstd").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     for format in ["zstd", "zstd:chunked"] {
-        let dest = work.0.join(format.replace(':', "-"));
+        let dest = work.path().join(format.replace(':', "-"));
         run(Command::new("skopeo")
             .args(["--insecure-policy", "copy", "--quiet"])
             .arg(format!("--dest-compress-format={format}"))
@@ -396,11 +400,11 @@ fn a_pinned_digest_in_the_store_needs_no_source() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("pinned");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("pinned").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = manifest_digest(&img.layout, "v1");
     let node = Node::new(
-        &work.0,
+        work.path(),
         &CONFIG.replace(
             "registry.test/acme/drv:v1",
             &format!("registry.test/acme/drv@{digest}"),
@@ -409,7 +413,7 @@ fn a_pinned_digest_in_the_store_needs_no_source() {
     let out = node.pull(&kver, &img.layout, None);
     assert!(out.status.success(), "{}", stderr(&out));
     // The source is gone (a registry down at boot): still up to date.
-    let gone = work.0.join("no-such-layout");
+    let gone = work.path().join("no-such-layout");
     let out = node.pull(&kver, &gone, None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("is up to date"), "{}", stderr(&out));

@@ -9,12 +9,16 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kmm_day1_tests::image::Build;
+use kmm_day1_tests::kernel_tree::depmod;
+use kmm_day1_tests::net::Loopback;
 use kmm_day1_tests::registry::{self, Registry, Setup};
+use kmm_day1_tests::run;
 
 mod pull_common;
 use pull_common::*;
@@ -82,8 +86,8 @@ fn pulls_from_a_tls_registry_with_basic_auth() {
         ..Setup::default()
     })
     .unwrap();
-    let work = Scratch::new("reg-tls");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("reg-tls").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = push_layout(
         &reg,
         &img.layout,
@@ -91,7 +95,7 @@ fn pulls_from_a_tls_registry_with_basic_auth() {
         "acme/drv:v1",
         Some(("kmm", "s3cret")),
     );
-    let auth = work.0.join("auth.json");
+    let auth = work.path().join("auth.json");
     fs::write(
         &auth,
         format!(
@@ -103,7 +107,7 @@ fn pulls_from_a_tls_registry_with_basic_auth() {
     .unwrap();
     let ca_dir = reg.certs_dir().unwrap().join(reg.host());
     let node = Node::new(
-        &work.0,
+        work.path(),
         &format!(
             "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
              [pull]\nauth_files = [\"{}\"]\nca_dir = \"{}\"\n",
@@ -137,8 +141,8 @@ fn a_corrupted_blob_publishes_nothing() {
         return;
     };
     let reg = Registry::start(Setup::default()).unwrap();
-    let work = Scratch::new("reg-corrupt");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("reg-corrupt").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
     let l2 = layers(&img.layout, &digest)[1].clone();
     // The registry serves its stored bytes as they are: flip one.
@@ -148,14 +152,7 @@ fn a_corrupted_blob_publishes_nothing() {
     bytes[mid] ^= 0x20;
     fs::write(&stored, &bytes).unwrap();
 
-    let node = Node::new(
-        &work.0,
-        &format!(
-            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-             [pull]\ninsecure = true\n",
-            reg.host()
-        ),
-    );
+    let node = insecure_node(work.path(), &reg.host());
     let out = node.pull_registry(&kver);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -175,17 +172,10 @@ fn docker_schema2_images_pull_like_oci_ones() {
         return;
     };
     let reg = Registry::start(Setup::default()).unwrap();
-    let work = Scratch::new("reg-v2s2");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("reg-v2s2").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = push_layout_as(&reg, &img.layout, "v1", "acme/drv:v1", None, Some("v2s2"));
-    let node = Node::new(
-        &work.0,
-        &format!(
-            "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-             [pull]\ninsecure = true\n",
-            reg.host()
-        ),
-    );
+    let node = insecure_node(work.path(), &reg.host());
     let out = node.pull_registry(&kver);
     assert!(out.status.success(), "{}", stderr(&out));
     let hex = digest.trim_start_matches("sha256:");
@@ -202,33 +192,39 @@ fn docker_schema2_images_pull_like_oci_ones() {
     );
 }
 
+/// The config for `<host>/acme/drv:v1` (macvtap, with firmware) over plain HTTP.
+fn insecure_config(host: &str) -> String {
+    format!(
+        "image = \"{host}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
+         [pull]\ninsecure = true\n"
+    )
+}
+
+fn insecure_node(work: &Path, host: &str) -> Node {
+    Node::new(work, &insecure_config(host))
+}
+
 /// A TCP forwarder to `upstream` that sends responses at about 1.6 MB/s,
-/// so a download can be interrupted. Its threads end with the test process.
-fn slow_proxy(upstream: u16) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                continue;
-            };
-            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c_in, &mut s_out);
-            });
-            let (mut s_in, mut c_out) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16 << 10];
-                while let Ok(n) = s_in.read(&mut buf) {
-                    if n == 0 || c_out.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            });
+/// so a download can be interrupted.
+fn slow_proxy(upstream: u16) -> Loopback {
+    Loopback::start(move |client| {
+        let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            return;
+        };
+        let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c_in, &mut s_out);
+        });
+        let (mut s_in, mut c_out) = (server, client);
+        let mut buf = [0u8; 16 << 10];
+        while let Ok(n) = s_in.read(&mut buf) {
+            if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-    });
-    port
+    })
+    .unwrap()
 }
 
 #[test]
@@ -237,17 +233,11 @@ fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
         return;
     };
     let reg = Registry::start(Setup::default()).unwrap();
-    let work = Scratch::new("reg-kill");
-    let img = build_image_with(&work.0, &modules, &kver, "v1", 8 << 20);
+    let work = TempDir::new("reg-kill").unwrap();
+    let img = build_image_with(work.path(), &modules, &kver, "v1", 8 << 20);
     let digest = push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
-    let config = |port: u16| {
-        format!(
-            "image = \"127.0.0.1:{port}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-             [pull]\ninsecure = true\n"
-        )
-    };
     let proxy = slow_proxy(reg.port);
-    let node = Node::new(&work.0, &config(proxy));
+    let node = insecure_node(work.path(), &format!("127.0.0.1:{}", proxy.port));
     let mut child = node
         .command(&kver, None)
         .arg("--no-reboot")
@@ -280,7 +270,11 @@ fn kill_9_mid_download_then_rerun_resumes_and_publishes() {
     assert!(!node.kdir(&kver).join("current").exists());
 
     // Straight to the registry this time; the same digests resume.
-    fs::write(node.config_dir.join("drv.toml"), config(reg.port)).unwrap();
+    fs::write(
+        node.config_dir.join("drv.toml"),
+        insecure_config(&reg.host()),
+    )
+    .unwrap();
     let out = node.pull_registry(&kver);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
@@ -331,17 +325,10 @@ fn bench_pull_vs_skopeo() {
     let agent = std::env::var("KMM_DAY1_AGENT_X86_64").unwrap_or_else(|_| agent().to_string());
     let reg = Registry::start(Setup::default()).unwrap();
     for mib in [20u64, 200] {
-        let work = Scratch::new("bench");
-        let img = build_image_with(&work.0, &modules, &kver, "v1", mib << 20);
+        let work = TempDir::new("bench").unwrap();
+        let img = build_image_with(work.path(), &modules, &kver, "v1", mib << 20);
         push_layout(&reg, &img.layout, "v1", "acme/drv:v1", None);
-        let node = Node::new(
-            &work.0,
-            &format!(
-                "image = \"{}/acme/drv:v1\"\nmodules = [\"macvtap\"]\nfirmware_dir = \"/firmware\"\n\
-                 [pull]\ninsecure = true\n",
-                reg.host()
-            ),
-        );
+        let node = insecure_node(work.path(), &reg.host());
         let (aw, ar, log) = time_v(
             Command::new("/usr/bin/time")
                 .arg("-v")
@@ -361,7 +348,7 @@ fn bench_pull_vs_skopeo() {
                 .args(["-v", "skopeo", "--insecure-policy", "copy", "--quiet"])
                 .arg("--src-tls-verify=false")
                 .arg(format!("docker://{}/acme/drv:v1", reg.host()))
-                .arg(format!("oci:{}:v1", work.0.join("skopeo").display())),
+                .arg(format!("oci:{}:v1", work.path().join("skopeo").display())),
         );
         println!(
             "{mib} MiB random firmware: agent pull {aw:.2} s, {} MiB RSS; skopeo copy {sw:.2} s, {} MiB RSS",
@@ -383,8 +370,8 @@ fn umoci_insert_images_as_the_docs_build_them_pull_and_verify() {
         return;
     };
     let reg = Registry::start(Setup::default()).unwrap();
-    let work = Scratch::new("reg-insert");
-    let tree = work.0.join("tree");
+    let work = TempDir::new("reg-insert").unwrap();
+    let tree = work.path().join("tree");
     let mdir = tree.join("opt/lib/modules").join(&kver);
     fs::create_dir_all(mdir.join("extra")).unwrap();
     fs::create_dir_all(tree.join("firmware/acme")).unwrap();
@@ -397,22 +384,11 @@ fn umoci_insert_images_as_the_docs_build_them_pull_and_verify() {
     }
     // Not a multiple of 512 bytes: the last layer's data then needs padding.
     fs::write(tree.join("firmware/acme/fw.bin"), [7u8; 3001]).unwrap();
-    run(Command::new("depmod")
-        .arg("-b")
-        .arg(tree.join("opt"))
-        .arg(&kver));
-    let layout = work.0.join("drv");
-    let image = format!("{}:{kver}", layout.display());
-    run(Command::new("umoci")
-        .arg("init")
-        .arg("--layout")
-        .arg(&layout));
-    run(Command::new("umoci").args(["new", "--image", &image]));
+    depmod(&tree.join("opt"), &kver).unwrap();
+    let layout = work.path().join("drv");
+    let mut image = Build::new(&layout, &kver, work.path()).unwrap();
     for dir in ["opt", "firmware"] {
-        run(Command::new("umoci")
-            .args(["insert", "--rootless", "--image", &image])
-            .arg(tree.join(dir))
-            .arg(format!("/{dir}")));
+        image.insert(&tree.join(dir), &format!("/{dir}")).unwrap();
     }
     let digest = push_layout(&reg, &layout, &kver, &format!("acme/drv:{kver}"), None);
     // The test is only worth its name if umoci left the footer out: an
@@ -434,7 +410,7 @@ fn umoci_insert_images_as_the_docs_build_them_pull_and_verify() {
     assert_eq!(footerless, 2, "umoci insert wrote tar footers");
 
     let node = Node::new(
-        &work.0,
+        work.path(),
         &format!(
             "image = \"{}/acme/drv:${{KERNEL_FULL_VERSION}}\"\nmodules = [\"macvtap\"]\n\
              firmware_dir = \"/firmware\"\n[pull]\ninsecure = true\n",

@@ -93,8 +93,7 @@ fn dependency_resolution_matches_modprobe_for_every_module() {
     );
 
     // One config per module.
-    let work = std::env::temp_dir().join(format!("kmm-day1-diff-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
+    let work = kmm_day1_tests::scratch::TempDir::new("diff").unwrap();
     let configs = work.join("configs");
     fs::create_dir_all(&configs).unwrap();
     for m in &modules {
@@ -219,7 +218,6 @@ fn dependency_resolution_matches_modprobe_for_every_module() {
             }
         }
     }
-    let _ = fs::remove_dir_all(&work);
     eprintln!(
         "differential vs modprobe ({kver}): {} modules, {compared} plans compared, {} mismatches; agent {agent_secs:.1} s (one run), modprobe {modprobe_secs:.1} s, total {:.1} s",
         modules.len(),

@@ -12,16 +12,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kmm_day1_tests::require_tool;
+use kmm_day1_tests::scratch::TempDir;
 
 mod replace_common;
 
-fn agent(args: &[&str], extra: &[&Path]) -> (bool, String, String) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kmm-day1-agent"));
-    c.args(args);
-    for p in extra {
-        c.arg(p);
-    }
-    let out = c.output().unwrap();
+/// `kmm-day1-agent ARGS` planning from the node configs in `configs`, the
+/// extracted image `img` and the host's module root `host`: (success,
+/// stdout, stderr).
+fn dry_run(args: &[&str], configs: &Path, img: &Path, host: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmm-day1-agent"))
+        .args(args)
+        .arg("--config-dir")
+        .arg(configs)
+        .arg("--modules-root")
+        .arg(img.join("opt/lib/modules"))
+        .arg("--host-modules-root")
+        .arg(host)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -29,11 +37,8 @@ fn agent(args: &[&str], extra: &[&Path]) -> (bool, String, String) {
     )
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kmm-day1-dry-{tag}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> TempDir {
+    TempDir::new(&format!("dry-{tag}")).unwrap()
 }
 
 /// An "extracted image": `img/opt/lib/modules/<kver>/` holding only sfc.ko
@@ -91,15 +96,8 @@ fn plan_on_a_debian_tree_text_and_json() {
     let img = image_with_sfc(&root, &kver, &work, None);
     let configs = config_dir(&work);
     let common = ["replace", "--dry-run", "--kernel-release", &kver];
-    let paths: [&Path; 6] = [
-        Path::new("--config-dir"),
-        &configs,
-        Path::new("--modules-root"),
-        &img.join("opt/lib/modules"),
-        Path::new("--host-modules-root"),
-        &root.join("lib/modules"),
-    ];
-    let (ok, text, err) = agent(&common, &paths);
+    let host_root = root.join("lib/modules");
+    let (ok, text, err) = dry_run(&common, &configs, &img, &host_root);
     assert!(ok, "{err}");
     let host = root.join("lib/modules").join(&kver);
     let fw = img.join("firmware");
@@ -117,7 +115,7 @@ fn plan_on_a_debian_tree_text_and_json() {
     }
 
     let json_args = ["replace", "--dry-run", "--json", "--kernel-release", &kver];
-    let (ok, out, err) = agent(&json_args, &paths);
+    let (ok, out, err) = dry_run(&json_args, &configs, &img, &host_root);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["kernel"], kver.as_str());
@@ -135,17 +133,7 @@ fn plan_on_a_debian_tree_text_and_json() {
     assert_eq!(load[2]["signed"], true);
 
     // Without a host tree, the missing dependency is a clear error.
-    let (ok, out, _) = agent(
-        &json_args,
-        &[
-            Path::new("--config-dir"),
-            &configs,
-            Path::new("--modules-root"),
-            &img.join("opt/lib/modules"),
-            Path::new("--host-modules-root"),
-            &work.join("none"),
-        ],
-    );
+    let (ok, out, _) = dry_run(&json_args, &configs, &img, &work.join("none"));
     assert!(!ok, "a plan that cannot be made fails the run");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let e = v["configs"][0]["error"].as_str().unwrap();
@@ -153,7 +141,6 @@ fn plan_on_a_debian_tree_text_and_json() {
         e.contains("`sfc` needs module `mdio`") || e.contains("`sfc` needs module `mtd`"),
         "{e}"
     );
-    let _ = fs::remove_dir_all(&work);
 }
 
 #[test]
@@ -181,16 +168,11 @@ fn compressed_modules_read_like_plain_ones() {
         let work = scratch(&format!("c-{}", compress.unwrap_or("none")));
         let img = image_with_sfc(&root, &kver, &work, compress);
         let configs = config_dir(&work);
-        let (ok, out, err) = agent(
+        let (ok, out, err) = dry_run(
             &["replace", "--dry-run", "--json", "--kernel-release", &kver],
-            &[
-                Path::new("--config-dir"),
-                &configs,
-                Path::new("--modules-root"),
-                &img.join("opt/lib/modules"),
-                Path::new("--host-modules-root"),
-                &root.join("lib/modules"),
-            ],
+            &configs,
+            &img,
+            &root.join("lib/modules"),
         );
         assert!(ok, "{compress:?}: {err}\n{out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -205,7 +187,6 @@ fn compressed_modules_read_like_plain_ones() {
         // The plan read vermagic (it would refuse another kernel's module)
         // and the signature trailer from the decompressed bytes.
         plans.push((sfc["signed"].clone(), sfc["srcversion"].clone()));
-        let _ = fs::remove_dir_all(&work);
     }
     assert_eq!(plans[0].0, true, "Debian signs its modules");
     assert!(plans.iter().all(|p| *p == plans[0]), "{plans:?}");

@@ -74,12 +74,12 @@ fn pull_sends_fields_and_message_ids() {
     let Some((kver, modules)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("journal");
-    let img = build_image(&work.0, &modules, &kver, "v1");
+    let work = TempDir::new("journal").unwrap();
+    let img = build_image(work.path(), &modules, &kver, "v1");
     let digest = manifest_digest(&img.layout, "v1");
-    let node = Node::new(&work.0, CONFIG);
+    let node = Node::new(work.path(), CONFIG);
 
-    let (msgs, stderr, ok) = pull_journaled(&node, &kver, &img.layout, &work.0);
+    let (msgs, stderr, ok) = pull_journaled(&node, &kver, &img.layout, work.path());
     assert!(ok, "{stderr}");
     assert_eq!(stderr, "", "everything went to the journal socket");
     let by_id = |id: &str| {
@@ -107,7 +107,7 @@ fn pull_sends_fields_and_message_ids() {
     );
 
     // Up to date: the summary is the only line.
-    let (msgs, stderr, ok) = pull_journaled(&node, &kver, &img.layout, &work.0);
+    let (msgs, stderr, ok) = pull_journaled(&node, &kver, &img.layout, work.path());
     assert!(ok, "{stderr}");
     assert_eq!(msgs.len(), 1, "{msgs:#?}");
     assert_eq!(msgs[0]["MESSAGE_ID"], PULL_SUMMARY);
@@ -119,7 +119,7 @@ fn pull_sends_fields_and_message_ids() {
         CONFIG.replace(":v1", ":v9"),
     )
     .unwrap();
-    let (msgs, stderr, ok) = pull_journaled(&node, &kver, &img.layout, &work.0);
+    let (msgs, stderr, ok) = pull_journaled(&node, &kver, &img.layout, work.path());
     assert!(!ok, "{stderr}");
     assert_eq!(msgs.len(), 2, "{msgs:#?}");
     assert_eq!(msgs[0]["MESSAGE_ID"], PULL_FAILED);

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod pull_common;
-mod verify_common;
+use kmm_day1_tests::image::kmm_image;
+use kmm_day1_tests::kernel_tree::{self, MODULES};
 use pull_common::*;
 
 const CFG: &str = r#"
@@ -78,21 +79,22 @@ fn write_replace(node: &Node, kver: &str, result: &str, digest: &str, boot: &str
     .unwrap();
 }
 
-fn setup(tag: &str) -> Option<(Scratch, String, PathBuf, PathBuf)> {
+fn setup(tag: &str) -> Option<(TempDir, String, PathBuf, PathBuf)> {
     if !tools() || !kmm_day1_tests::require_tool("modinfo") {
         return None;
     }
     let (kver, debian) = kernel_tree()?;
-    let work = Scratch::new(tag);
-    let layout = work.0.join("layout");
-    verify_common::image(
+    let work = TempDir::new(tag).unwrap();
+    let layout = work.path().join("layout");
+    kmm_image(
         &layout,
         "v1",
         &debian,
         &kver,
-        &verify_common::MODULES,
+        &MODULES,
         &[("tehuti/bdx.bin", b"fw")],
-    );
+    )
+    .unwrap();
     Some((work, kver, debian, layout))
 }
 
@@ -101,11 +103,11 @@ fn every_state_with_text_json_and_exit_code() {
     let Some((work, kver, debian, layout)) = setup("states") else {
         return;
     };
-    let node = Node::new(&work.0, CFG);
+    let node = Node::new(work.path(), CFG);
     // A /sys whose module dir has nothing loaded; `nosys` has no module dir.
-    let sys = work.0.join("sys");
+    let sys = work.path().join("sys");
     fs::create_dir_all(sys.join("module")).unwrap();
-    let nosys = work.0.join("nosys");
+    let nosys = work.path().join("nosys");
 
     // pending: nothing pulled yet.
     let (code, v, text) = both(&node, &kver, &sys);
@@ -134,7 +136,7 @@ fn every_state_with_text_json_and_exit_code() {
         c["next_action"],
         "swap at next boot (kmm-day1-replace.service)"
     );
-    let want_srcv = verify_common::modinfo("srcversion", &debian.join(verify_common::MODULES[0]));
+    let want_srcv = kernel_tree::modinfo("srcversion", &debian.join(MODULES[0])).unwrap();
     assert_eq!(c["modules"][0]["image_srcversion"], want_srcv.as_str());
     assert_eq!(c["modules"][0]["parameters"], "debug=1");
     assert_eq!(
@@ -200,7 +202,7 @@ fn every_state_with_text_json_and_exit_code() {
     // A module without srcversion (no MODULE_VERSION, like macvtap): this
     // boot's replace.json listing it, and the kernel having it, say loaded.
     let node = Node::new(
-        &work.0.join("nosrcv"),
+        &work.path().join("nosrcv"),
         "image = \"registry.test/acme/drv:v1\"\nmodules = [\"macvtap\"]\n",
     );
     let out = node.pull(&kver, &layout, None);
@@ -244,12 +246,12 @@ fn failed_pull_guard_and_no_mapping() {
     let Some((work, kver, debian, layout)) = setup("guard") else {
         return;
     };
-    let sys = work.0.join("sys");
+    let sys = work.path().join("sys");
     fs::create_dir_all(sys.join("module")).unwrap();
 
     // A tag the layout does not have: the real pull fails, no tree.
     let node = Node::new(
-        &work.0.join("a"),
+        &work.path().join("a"),
         "image = \"registry.test/acme/drv:v9\"\nmodules = [\"vrf\"]\n",
     );
     let out = node.pull(&kver, &layout, None);
@@ -268,14 +270,7 @@ fn failed_pull_guard_and_no_mapping() {
     // image lacks, no tree for this kernel, modules built for another
     // kernel (a tree named 6.1.0-99-amd64 holding Debian's real modules).
     let wrong = "6.1.0-99-amd64";
-    verify_common::image(
-        &layout,
-        "vermagic",
-        &debian,
-        wrong,
-        &verify_common::MODULES,
-        &[],
-    );
+    kmm_image(&layout, "vermagic", &debian, wrong, &MODULES, &[]).unwrap();
     for (tag, toml, kernel) in [
         ("missing", "modules = [\"sfc\"]\n", kver.as_str()),
         ("otherkernel", "modules = [\"vrf\"]\n", wrong),
@@ -283,7 +278,7 @@ fn failed_pull_guard_and_no_mapping() {
     ] {
         let image_tag = if tag == "vermagic" { "vermagic" } else { "v1" };
         let node = Node::new(
-            &work.0.join(tag),
+            &work.path().join(tag),
             &format!("image = \"registry.test/acme/drv:{image_tag}\"\n{toml}"),
         );
         let out = node.pull(kernel, &layout, None);
@@ -315,7 +310,7 @@ fn failed_pull_guard_and_no_mapping() {
     // limit is one, and a new tree arrives. `systemctl` is a stub that
     // records a call: the guard must stop before it.
     let node = Node::new(
-        &work.0.join("b"),
+        &work.path().join("b"),
         "image = \"registry.test/acme/drv:v1\"\nmodules = [\"vrf\"]\n[pull]\nmax_reboots_per_kernel = 1\n",
     );
     fs::create_dir_all(node.store.join("drv")).unwrap();
@@ -324,12 +319,15 @@ fn failed_pull_guard_and_no_mapping() {
         format!(r#"{{"kernel":"{kver}","result":"up-to-date","reboots":{{"{kver}":1}}}}"#),
     )
     .unwrap();
-    let bin = work.0.join("bin");
+    let bin = work.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
     let stub = bin.join("systemctl");
     fs::write(
         &stub,
-        format!("#!/bin/sh\ntouch {}/called\nexit 1\n", work.0.display()),
+        format!(
+            "#!/bin/sh\ntouch {}/called\nexit 1\n",
+            work.path().display()
+        ),
     )
     .unwrap();
     Command::new("chmod")
@@ -346,7 +344,7 @@ fn failed_pull_guard_and_no_mapping() {
         .unwrap();
     assert!(!out.status.success(), "{}", stderr(&out));
     assert!(
-        !work.0.join("called").exists(),
+        !work.path().join("called").exists(),
         "systemctl reboot was called"
     );
     let (code, v, text) = both(&node, &kver, &sys);
@@ -369,7 +367,7 @@ fn failed_pull_guard_and_no_mapping() {
 
     // No kernel mapping for this kernel: nothing to do, ok.
     let node = Node::new(
-        &work.0.join("c"),
+        &work.path().join("c"),
         "modules = [\"vrf\"]\n[[kernel_mappings]]\nliteral = \"5.14.0-1.el9.x86_64\"\nimage = \"registry.test/a:1\"\n",
     );
     let (code, v, text) = both(&node, &kver, &sys);
@@ -383,7 +381,7 @@ fn json_shape_is_pinned() {
     let Some((work, kver, _debian, layout)) = setup("shape") else {
         return;
     };
-    let node = Node::new(&work.0, CFG);
+    let node = Node::new(work.path(), CFG);
     let out = node.pull(&kver, &layout, None);
     assert!(out.status.success(), "{}", stderr(&out));
     write_replace(
@@ -394,7 +392,7 @@ fn json_shape_is_pinned() {
         &boot_id(),
         "X",
     );
-    let sys = work.0.join("sys");
+    let sys = work.path().join("sys");
     fs::create_dir_all(sys.join("module")).unwrap();
     let (_, v, _) = both(&node, &kver, &sys);
     let keys = |v: &serde_json::Value| -> Vec<String> {
@@ -485,12 +483,12 @@ fn json_shape_is_pinned() {
 /// reached it (or `--config-dir` is wrong). Its own state and exit code 3.
 #[test]
 fn no_configs_is_unconfigured_not_ok() {
-    let work = Scratch::new("noconfig");
+    let work = TempDir::new("noconfig").unwrap();
     let node = Node {
-        config_dir: work.0.join("does-not-exist"),
-        store: work.0.join("store"),
+        config_dir: work.path().join("does-not-exist"),
+        store: work.path().join("store"),
     };
-    let sys = work.0.join("sys");
+    let sys = work.path().join("sys");
     let (code, v, text) = both(&node, "6.1.0-1-amd64", &sys);
     assert_eq!(code, 3, "{text}");
     assert_eq!(v["health"], "unconfigured");
@@ -576,12 +574,12 @@ fn dry_run_and_status_agree() {
     };
     // No config at all.
     let none = Node {
-        config_dir: work.0.join("none"),
-        store: work.0.join("none-store"),
+        config_dir: work.path().join("none"),
+        store: work.path().join("none-store"),
     };
     check(&none, &kver, None, 3);
     // Nothing pulled yet.
-    let node = Node::new(&work.0.join("a"), CFG);
+    let node = Node::new(&work.path().join("a"), CFG);
     check(&node, &kver, Some("pending"), 1);
     // A pull that failed on the image: no tree for this kernel.
     let other = "6.1.0-99-amd64";
@@ -593,7 +591,7 @@ fn dry_run_and_status_agree() {
     check(&node, &kver, Some("pulled"), 1);
     // No mapping for this kernel.
     let node = Node::new(
-        &work.0.join("c"),
+        &work.path().join("c"),
         "modules = [\"vrf\"]\n[[kernel_mappings]]\nliteral = \"5.14.0-1.el9.x86_64\"\nimage = \"registry.test/a:1\"\n",
     );
     check(&node, &kver, Some("no-mapping"), 0);
@@ -603,9 +601,9 @@ fn dry_run_and_status_agree() {
 /// /etc/kmm-day1/<name>.toml, under --config-dir.
 #[test]
 fn an_unresolvable_config_is_named_in_its_own_dir() {
-    let work = Scratch::new("garbage");
-    let node = Node::new(&work.0, CFG);
-    let (code, v, text) = both(&node, "garbage", &work.0.join("sys"));
+    let work = TempDir::new("garbage").unwrap();
+    let node = Node::new(work.path(), CFG);
+    let (code, v, text) = both(&node, "garbage", &work.path().join("sys"));
     assert_eq!(code, 2, "{text}");
     let next = v["configs"][0]["next_action"].as_str().unwrap();
     assert_eq!(
@@ -628,8 +626,8 @@ fn quarantined_state_and_the_guard_commands() {
     let Some((work, kver, _debian, layout)) = setup("quarantine") else {
         return;
     };
-    let node = Node::new(&work.0, CFG);
-    let sys = work.0.join("sys");
+    let node = Node::new(work.path(), CFG);
+    let sys = work.path().join("sys");
     fs::create_dir_all(sys.join("module")).unwrap();
     let out = node.pull(&kver, &layout, None);
     assert!(out.status.success(), "{}", stderr(&out));

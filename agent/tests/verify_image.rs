@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod pull_common;
-mod verify_common;
+use kmm_day1_tests::image::kmm_image;
+use kmm_day1_tests::kernel_tree::{self, MODULES};
+use kmm_day1_tests::run;
 use pull_common::*;
 
 fn verify(layout: Option<&Path>, image: &str, args: &[&str]) -> (i32, String) {
@@ -46,10 +48,10 @@ fn good_image_passes_and_each_defect_fails_its_line() {
     let Some((kver, debian)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("verify");
-    let layout = work.0.join("layout");
+    let work = TempDir::new("verify").unwrap();
+    let layout = work.path().join("layout");
     let fw: &[(&str, &[u8])] = &[("tehuti/bdx.bin", b"fw")];
-    verify_common::image(&layout, "good", &debian, &kver, &verify_common::MODULES, fw);
+    kmm_image(&layout, "good", &debian, &kver, &MODULES, fw).unwrap();
     let img = "registry.test/acme/drv:good";
 
     // Good: every check ok, for the one kernel tree the image has.
@@ -71,7 +73,7 @@ fn good_image_passes_and_each_defect_fails_its_line() {
         assert!(text.contains(&want), "missing `{want}` in:\n{text}");
     }
     // Debian signs its modules; the line says which, as kmod sees it.
-    let signer = verify_common::modinfo("signer", &debian.join(verify_common::MODULES[0]));
+    let signer = kernel_tree::modinfo("signer", &debian.join(MODULES[0])).unwrap();
     let sig_line = format!("ok   signatures [{kver}]: 5 modules, all signed");
     assert_eq!(text.contains(&sig_line), !signer.is_empty(), "{text}");
     assert!(text.ends_with("0 FAIL\n"), "{text}");
@@ -101,14 +103,7 @@ fn good_image_passes_and_each_defect_fails_its_line() {
     );
 
     // A wrong vermagic: the modules sit in another kernel's tree.
-    verify_common::image(
-        &layout,
-        "vermagic",
-        &debian,
-        "6.1.0-99-amd64",
-        &verify_common::MODULES,
-        fw,
-    );
+    kmm_image(&layout, "vermagic", &debian, "6.1.0-99-amd64", &MODULES, fw).unwrap();
     let (code, text) = verify(Some(&layout), "registry.test/acme/drv:vermagic", &MODS);
     assert_eq!(code, 1, "{text}");
     let f = fails(&text);
@@ -121,14 +116,7 @@ fn good_image_passes_and_each_defect_fails_its_line() {
     );
 
     // A missing firmware file.
-    verify_common::image(
-        &layout,
-        "nofw",
-        &debian,
-        &kver,
-        &verify_common::MODULES,
-        &[],
-    );
+    kmm_image(&layout, "nofw", &debian, &kver, &MODULES, &[]).unwrap();
     let (code, text) = verify(Some(&layout), "registry.test/acme/drv:nofw", &MODS);
     assert_eq!(code, 1, "{text}");
     assert_eq!(
@@ -139,21 +127,21 @@ fn good_image_passes_and_each_defect_fails_its_line() {
     // Unsigned modules are a warning naming them, not a failure: the sign
     // trailer (`scripts/sign-file`: signature, 12-byte `module_signature`
     // ending in its big-endian length, magic) is cut off a copy of vrf.ko.
-    let signed = std::fs::read(debian.join(verify_common::MODULES[0])).unwrap();
+    let signed = std::fs::read(debian.join(MODULES[0])).unwrap();
     let magic = b"~Module signature appended~\n";
     assert!(signed.ends_with(magic), "Debian's vrf.ko is signed");
     let info_end = signed.len() - magic.len();
     let sig_len = u32::from_be_bytes(signed[info_end - 4..info_end].try_into().unwrap()) as usize;
-    let deb = work.0.join("unsigned");
-    let rel = verify_common::MODULES[0];
+    let deb = work.path().join("unsigned");
+    let rel = MODULES[0];
     std::fs::create_dir_all(deb.join(rel).parent().unwrap()).unwrap();
     std::fs::write(deb.join(rel), &signed[..info_end - 12 - sig_len]).unwrap();
     assert_eq!(
-        verify_common::modinfo("signer", &deb.join(rel)),
+        kernel_tree::modinfo("signer", &deb.join(rel)).unwrap(),
         "",
         "kmod sees no signature"
     );
-    verify_common::image(&layout, "unsigned", &deb, &kver, &[rel], &[]);
+    kmm_image(&layout, "unsigned", &deb, &kver, &[rel], &[]).unwrap();
     let (code, text) = verify(
         Some(&layout),
         "registry.test/acme/drv:unsigned",
@@ -183,10 +171,10 @@ fn verifies_from_the_real_registry() {
     let Some((kver, debian)) = kernel_tree() else {
         return;
     };
-    let work = Scratch::new("verify-reg");
-    let layout = work.0.join("layout");
+    let work = TempDir::new("verify-reg").unwrap();
+    let layout = work.path().join("layout");
     let fw: &[(&str, &[u8])] = &[("tehuti/bdx.bin", b"fw")];
-    verify_common::image(&layout, "v1", &debian, &kver, &verify_common::MODULES, fw);
+    kmm_image(&layout, "v1", &debian, &kver, &MODULES, fw).unwrap();
     let reg = Registry::start(Setup::default()).unwrap();
     run(Command::new("skopeo")
         .args([
@@ -229,10 +217,7 @@ fn verifies_from_the_real_registry() {
 /// with the flag for more; it used to spend the node's 15 minutes.
 #[test]
 fn an_unreachable_registry_fails_within_verify_s_short_budget() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = kmm_day1_tests::net::free_port().unwrap();
     let image = format!("127.0.0.1:{port}/acme/drv:v1");
     let attempts = |text: &str| -> u32 {
         let rest = text

@@ -87,18 +87,10 @@ pub enum ConfirmAt {
 
 impl ConfirmAt {
     fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
-        const VARIANTS: [&str; 2] = ["pull", "command"];
-        match read::string(v)?.as_str() {
-            "pull" => Ok(ConfirmAt::Pull),
-            "command" => Ok(ConfirmAt::Command),
-            other => Err(read::ReadError {
-                span: v.span(),
-                message: format!(
-                    "unknown variant `{other}`, expected {}",
-                    read::one_of(&VARIANTS)
-                ),
-            }),
-        }
+        read::variant(
+            v,
+            &[("pull", ConfirmAt::Pull), ("command", ConfirmAt::Command)],
+        )
     }
 }
 
@@ -318,19 +310,14 @@ impl Limits {
 
 impl AfterPull {
     fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
-        const VARIANTS: [&str; 3] = ["reboot", "live", "none"];
-        match read::string(v)?.as_str() {
-            "reboot" => Ok(AfterPull::Reboot),
-            "live" => Ok(AfterPull::Live),
-            "none" => Ok(AfterPull::None),
-            other => Err(read::ReadError {
-                span: v.span(),
-                message: format!(
-                    "unknown variant `{other}`, expected {}",
-                    read::one_of(&VARIANTS)
-                ),
-            }),
-        }
+        read::variant(
+            v,
+            &[
+                ("reboot", AfterPull::Reboot),
+                ("live", AfterPull::Live),
+                ("none", AfterPull::None),
+            ],
+        )
     }
 }
 

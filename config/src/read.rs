@@ -106,6 +106,27 @@ pub fn string(v: &Value<'_>) -> Result<String, ReadError> {
     }
 }
 
+/// The string in `v` as one of an enum's TOML names: `variants` maps each
+/// name to its value, in the order an error lists them.
+pub fn variant<T: Copy>(v: &Value<'_>, variants: &[(&str, T)]) -> Result<T, ReadError> {
+    let s = string(v)?;
+    match variants.iter().find(|(name, _)| *name == s) {
+        Some((_, value)) => Ok(*value),
+        None => Err(unknown_variant(
+            v,
+            &s,
+            &variants.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        )),
+    }
+}
+
+fn unknown_variant(v: &Value<'_>, got: &str, allowed: &[&str]) -> ReadError {
+    ReadError::new(
+        v.span(),
+        format!("unknown variant `{got}`, expected {}", one_of(allowed)),
+    )
+}
+
 /// The boolean in `v`.
 pub fn boolean(v: &Value<'_>) -> Result<bool, ReadError> {
     match v.get_ref() {

@@ -1,13 +1,13 @@
 //! The command line of `kmm-day1`: one clap definition (the man pages and
-//! completions are generated from it, `manual.rs`) and the dispatch to each
-//! subcommand's module. No logic lives here beyond checks between flags that
-//! clap cannot state; the option types it shares with the rest of the crate
-//! (`Format`, `Arch`) are defined where they are used (`output`, `agent`), so
-//! those modules do not depend on the CLI.
+//! completions are generated from it, `manual.rs`). No logic lives here
+//! beyond checks between flags that clap cannot state, and no dispatch
+//! (`main.rs` has it): the subcommands' modules take their argument types
+//! from here, and this module uses none of them. The option types it shares
+//! with the rest of the crate (`Format`, `Arch`) are defined where they are
+//! used (`output`, `agent`).
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kmm_day1_config::AfterPull;
 
@@ -23,11 +23,11 @@ use crate::output::Format;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub enum Command {
     /// Write the MachineConfig (or Butane, Ignition, node config, disruption
     /// policy) for one node config, or one per document of --from-module.
     #[command(after_help = GENERATE_EXAMPLES)]
@@ -88,29 +88,6 @@ Examples:
   # Butane for openshift-install's manifests, or just the node config:
   kmm-day1 generate --config examples/sfc.toml --pool worker --format butane
   kmm-day1 generate --config examples/multi-module.toml --format config";
-
-impl Cli {
-    pub fn run(self) -> Result<()> {
-        match self.command {
-            Command::Generate(args) => crate::generate::run(&args),
-            Command::MachineConfig(args) => {
-                if args.format != Format::Machineconfig {
-                    bail!(
-                        "`machineconfig` writes MachineConfigs only; for --format {} use `generate --format {}`",
-                        crate::generate::format_name(args.format),
-                        crate::generate::format_name(args.format)
-                    );
-                }
-                crate::generate::run(&args)
-            }
-            Command::Verify { agent, args } => crate::verify::run(agent.as_deref(), &args),
-            Command::Completions { shell } => {
-                crate::manual::completions(shell, &mut std::io::stdout().lock())
-            }
-            Command::Manpages { dir } => crate::manual::manpages(&dir),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AfterPullArg {

@@ -67,7 +67,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    match cli.run() {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, with the whole chain: easy to read and to grep.
@@ -75,6 +75,27 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Each subcommand to its module.
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    use cli::Command;
+    match cli.command {
+        Command::Generate(args) => generate::run(&args),
+        Command::MachineConfig(args) => {
+            if args.format != output::Format::Machineconfig {
+                anyhow::bail!(
+                    "`machineconfig` writes MachineConfigs only; for --format {} use `generate --format {}`",
+                    generate::format_name(args.format),
+                    generate::format_name(args.format)
+                );
+            }
+            generate::run(&args)
+        }
+        Command::Verify { agent, args } => verify::run(agent.as_deref(), &args),
+        Command::Completions { shell } => manual::completions(shell, &mut std::io::stdout().lock()),
+        Command::Manpages { dir } => manual::manpages(&dir),
     }
 }
 

@@ -64,33 +64,32 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn replaces_atomically_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-write-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = TempDir::new("write").unwrap();
+        let dir = tmp.path();
         let p = dir.join("out.yaml");
         std::fs::write(&p, "old").unwrap();
         emit("new\n", Some(&p)).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new\n");
-        let names: Vec<_> = std::fs::read_dir(&dir)
+        let names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         let e = emit("x", Some(&dir.join("missing/out.yaml"))).unwrap_err();
         assert!(format!("{e:#}").contains("missing/out.yaml"));
-        let e = emit("x", Some(&dir)).unwrap_err();
+        let e = emit("x", Some(dir)).unwrap_err();
         assert!(format!("{e:#}").contains("it is a directory"), "{e:#}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_fifo_or_device_is_written_in_place_not_replaced() {
         use std::os::unix::fs::FileTypeExt;
-        let dir = std::env::temp_dir().join(format!("kmm-day1-fifo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("out");
+        let tmp = TempDir::new("fifo").unwrap();
+        let fifo = tmp.join("out");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
@@ -106,6 +105,5 @@ mod tests {
         let still = std::fs::symlink_metadata(&fifo).unwrap().file_type();
         assert!(still.is_fifo(), "the FIFO was replaced by {still:?}");
         assert_eq!(reader.join().unwrap(), "through the pipe\n");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,21 +27,10 @@ fn real_agents_fit_the_machineconfig_budget() {
         let Some((extra, file)) = agent_for(arch) else {
             continue;
         };
-        let mut args: Vec<String> = [
-            "generate",
-            "--config",
-            "examples/sfc.toml",
-            "--pool",
-            "worker",
-            "--arch",
-            arch,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra);
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = kmm_day1(&argv);
+        let mut args = vec!["generate", "--config", "examples/sfc.toml"];
+        args.extend(["--pool", "worker", "--arch", arch]);
+        args.extend(extra.iter().map(String::as_str));
+        let out = kmm_day1(&args);
         let agent_len = util::read(&file).len();
         assert_eq!(
             out.code,

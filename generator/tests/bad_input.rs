@@ -5,7 +5,7 @@
 
 mod util;
 
-use util::{kmm_day1, FAKE_AGENT};
+use util::{generate_sfc, kmm_day1, FAKE_AGENT};
 
 fn generate(args: &[&str]) -> util::Out {
     let mut all = vec!["generate", "--agent", FAKE_AGENT, "--pool", "worker"];
@@ -28,7 +28,6 @@ fn unknown_config_key() {
         line.contains("sfc.toml:3:1") && line.contains("unknown field `imgae`"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -106,7 +105,6 @@ fn oversize_output_is_refused_and_nothing_written() {
         kmm_day1(&args).one_line_error();
     }
     assert!(!out_file.exists());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -137,7 +135,6 @@ fn large_output_warns_between_thresholds() {
     assert!(lines[1].contains("--rendered -"), "{lines:?}");
     assert!(lines[2].contains("oc apply --server-side"), "{lines:?}");
     assert_eq!(lines.len(), 3);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -160,7 +157,6 @@ fn unsupported_kind() {
         line.contains("accepted: Module or BootModuleConfig (kmm.sigs.x-k8s.io/v1beta1)"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -186,7 +182,6 @@ fn module_cr_raw_args_and_multiple_documents() {
         line.contains("m.yaml: document 2 of 2: `spec.moduleLoader.container.modprobe.rawArgs` cannot be honoured"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 const BMC: &str = "apiVersion: kmm.sigs.x-k8s.io/v1beta1\nkind: BootModuleConfig\nmetadata: {name: b}\nspec:\n  machineConfigName: 99-worker-b\n  machineConfigPoolName: worker\n  kernelModuleImage: quay.io/a/b\n  kernelModuleName: b\n";
@@ -203,7 +198,6 @@ fn from_module_text(test: &str, text: &str) -> util::Out {
         "--from-module",
         f.to_str().unwrap(),
     ]);
-    std::fs::remove_dir_all(&dir).unwrap();
     out
 }
 
@@ -304,13 +298,7 @@ fn unsupported_ignition_version() {
 
 #[test]
 fn machineconfig_needs_a_pool() {
-    let out = kmm_day1(&[
-        "generate",
-        "--config",
-        "examples/sfc.toml",
-        "--agent",
-        FAKE_AGENT,
-    ]);
+    let out = generate_sfc(&[]);
     let line = out.one_line_error();
     assert!(line.contains("--pool is required"), "{line}");
 }
@@ -484,7 +472,6 @@ fn pool_role_must_be_lowercase_wherever_it_comes_from() {
         line.contains("`spec.machineConfigPoolName` `Worker`"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A field the KMM CRD does not define is a typo the API server would
@@ -553,7 +540,6 @@ fn kmm_cr_fields_outside_the_crd_are_errors_with_a_suggestion() {
         "{}",
         out.stderr
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// `--agent` must be what the node can run first thing: a static ELF
@@ -629,7 +615,6 @@ fn agent_must_be_a_static_executable_for_arch() {
     .to_string();
     assert!(line.contains("it is for x86_64, not aarch64"), "{line}");
     generate(&["--config", "examples/sfc.toml"]).ok();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Mappings that can never apply are refused, from flags, a config file
@@ -688,7 +673,6 @@ fn mappings_that_can_never_match() {
         line.contains("kernel_mappings[1].literal ` 5.14.0-284.59.1.el9_2.x86_64` has leading"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
     // Another architecture's kernel: written, with a warning naming it.
     let out = generate(
         &[

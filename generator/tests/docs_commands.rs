@@ -77,7 +77,6 @@ fn every_documented_command_line_runs() {
         "documented commands that fail:\n{}",
         failures.join("\n")
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -107,7 +106,6 @@ fn every_help_example_runs() {
         }
     }
     assert!(ran >= 5, "only {ran} help examples");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -138,7 +136,6 @@ fn completions_parse_in_their_shells() {
             "{shell} -n: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
     // bash offers the subcommands and generate's options.
     if require_tool("bash") {
@@ -220,5 +217,4 @@ fn man_pages_render_without_warnings() {
             );
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -30,40 +30,27 @@ fn generate_multi(format: &str, extra: &[&str]) -> util::Out {
 fn every_format_matches_its_golden() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let mut mismatches = Vec::new();
-    for case in &CASES {
-        for (format, ext) in FORMATS {
-            let out = generate(case, format, &[]);
-            let text = out.ok();
-            let golden = root().join(format!(
-                "generator/tests/golden/{}.{format}.{ext}",
-                case.name
-            ));
-            if update {
-                std::fs::write(&golden, text).unwrap();
-                continue;
-            }
-            let want = std::fs::read_to_string(&golden)
-                .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
-            if want != text {
-                mismatches.push(golden.display().to_string());
-            }
-        }
-    }
-    for (format, ext) in MULTI_DOC_FORMATS {
-        let out = generate_multi(format, &[]);
-        let text = out.ok();
-        let golden = root().join(format!(
-            "generator/tests/golden/multi-document.{format}.{ext}"
-        ));
+    let mut check = |name: String, text: &str| {
+        let golden = root().join(format!("generator/tests/golden/{name}"));
         if update {
             std::fs::write(&golden, text).unwrap();
-            continue;
+            return;
         }
         let want = std::fs::read_to_string(&golden)
             .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
         if want != text {
             mismatches.push(golden.display().to_string());
         }
+    };
+    for case in &CASES {
+        for (format, ext) in FORMATS {
+            let out = generate(case, format, &[]);
+            check(format!("{}.{format}.{ext}", case.name), out.ok());
+        }
+    }
+    for (format, ext) in MULTI_DOC_FORMATS {
+        let out = generate_multi(format, &[]);
+        check(format!("multi-document.{format}.{ext}"), out.ok());
     }
     assert!(
         mismatches.is_empty(),
@@ -106,7 +93,6 @@ fn same_input_gives_byte_identical_output() {
             );
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The node config of a case, as the example file defines it.
@@ -245,11 +231,7 @@ fn disruption_policy_names_our_files_and_units() {
 fn module_cr_warnings_name_each_ignored_field() {
     let out = generate(&CASES[2], "config", &[]);
     out.ok();
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("warning: "))
-        .collect();
+    let warnings = out.warnings();
     assert_eq!(
         warnings,
         ["warning: spec.devicePlugin is ignored: kmm-day1 only loads the module; deploy the device plugin with KMM (Day-2)"]
@@ -368,7 +350,6 @@ fn multi_document_output_is_each_document_alone_joined() {
         std::fs::read(&f).unwrap(),
         generate_multi("machineconfig", &[]).stdout
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -396,11 +377,7 @@ fn bootmoduleconfig_names_its_machineconfig_and_pool_and_warns_about_worker_imag
     let out = generate(case, "machineconfig", &[]);
     let mc: serde_json::Value = serde_norway::from_str(out.ok()).unwrap();
     assert_eq!(mc["metadata"]["name"], "99-worker-sfc-day1");
-    let warnings: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("warning: "))
-        .collect();
+    let warnings = out.warnings();
     assert_eq!(
         warnings,
         ["warning: spec.workerImage is ignored: the kmm-day1 agent pulls and loads the module itself; there is no KMM worker container at boot"]
@@ -570,5 +547,4 @@ fn a_list_from_oc_get_is_its_items() {
         line.contains("list.yaml: items[1]: kind `Deployment` is not supported"),
         "{line}"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -174,6 +174,5 @@ fn real_ignition_installs_agent_config_and_units() {
                 u.name
             );
         }
-        std::fs::remove_dir_all(&work).unwrap();
     }
 }

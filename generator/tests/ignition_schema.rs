@@ -91,7 +91,6 @@ fn ignition_validate_accepts_every_output() {
         .status()
         .unwrap()
         .success());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn ignition_at_least_2_15() -> bool {

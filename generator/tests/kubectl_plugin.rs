@@ -105,7 +105,6 @@ fn kubectl_discovers_and_runs_the_plugin() {
         "{}",
         bad.stderr
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// oc runs plugins with kubectl's own plugin handler (there is no `oc`
@@ -133,15 +132,6 @@ fn oc_plugin_name_shows_as_oc_kmm_day1() {
         .current_dir(root())
         .output()
         .unwrap();
-    let direct = util::kmm_day1(&[
-        "generate",
-        "--config",
-        "examples/sfc.toml",
-        "--agent",
-        FAKE_AGENT,
-        "--pool",
-        "worker",
-    ]);
+    let direct = util::generate_sfc(&["--pool", "worker"]);
     assert_eq!(out.stdout, direct.stdout);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

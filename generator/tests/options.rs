@@ -7,7 +7,7 @@ mod util;
 use std::path::Path;
 
 use kmm_day1_config::{AfterPull, NodeConfig};
-use util::{kmm_day1, FAKE_AGENT};
+use util::{generate_sfc, kmm_day1, FAKE_AGENT};
 
 fn config_from(args: &[&str], name: &str) -> NodeConfig {
     let mut all = vec!["generate", "--format", "config"];
@@ -128,15 +128,7 @@ fn content_flags_conflict_with_ready_inputs() {
 #[test]
 fn names_pools_and_versions() {
     let mc = |extra: &[&str]| -> serde_json::Value {
-        let mut args = vec![
-            "generate",
-            "--config",
-            "examples/sfc.toml",
-            "--agent",
-            FAKE_AGENT,
-        ];
-        args.extend_from_slice(extra);
-        serde_norway::from_str(kmm_day1(&args).ok()).unwrap()
+        serde_norway::from_str(generate_sfc(extra).ok()).unwrap()
     };
     let m = mc(&["--pool", "infra", "--name", "sfc-oot"]);
     assert_eq!(m["metadata"]["name"], "99-infra-kmm-day1-sfc-oot");
@@ -180,17 +172,7 @@ fn names_pools_and_versions() {
         out.stderr
     );
     // A name that cannot be a Kubernetes name asks for --mc-name.
-    let out = kmm_day1(&[
-        "generate",
-        "--config",
-        "examples/sfc.toml",
-        "--agent",
-        FAKE_AGENT,
-        "--pool",
-        "worker",
-        "--name",
-        "SFC_1",
-    ]);
+    let out = generate_sfc(&["--pool", "worker", "--name", "SFC_1"]);
     let line = out.one_line_error();
     assert!(
         line.contains("`99-worker-kmm-day1-SFC_1`") && line.contains("--mc-name"),
@@ -202,16 +184,7 @@ fn names_pools_and_versions() {
 /// gone: still recognised, to say why and what to do, and not in --help.
 #[test]
 fn no_compress_is_refused_with_the_reason() {
-    let out = kmm_day1(&[
-        "generate",
-        "--config",
-        "examples/sfc.toml",
-        "--agent",
-        FAKE_AGENT,
-        "--format",
-        "ignition",
-        "--no-compress",
-    ]);
+    let out = generate_sfc(&["--format", "ignition", "--no-compress"]);
     let line = out.one_line_error();
     assert!(
         line.starts_with("error: --no-compress was removed: it could never succeed")
@@ -397,5 +370,4 @@ fn untagged_images_follow_one_rule_per_input_kind() {
             out.stderr
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

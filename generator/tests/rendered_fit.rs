@@ -91,22 +91,15 @@ for c, e in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
     s = s.replace(c, e)
 print(len(s.encode()))
 "#;
-    let out = Command::new("python3")
-        .args(["-c", MERGE])
-        .arg(rendered)
-        .arg(ignition)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    kmm_day1_tests::run(
+        Command::new("python3")
+            .args(["-c", MERGE])
+            .arg(rendered)
+            .arg(ignition),
+    )
+    .trim()
+    .parse()
+    .unwrap()
 }
 
 /// The number before " bytes" after `label` in the fit line.
@@ -188,7 +181,6 @@ fn a_pool_that_fits_gets_its_merged_size_and_margin() {
     assert!(piped.status.success());
     let piped = String::from_utf8(piped.stderr).unwrap();
     assert_eq!(figure(fit_line(&piped), "it would be "), want);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -223,7 +215,6 @@ fn a_pool_that_would_not_fit_is_refused_and_nothing_is_written() {
     assert_eq!(figure(err, "limit by "), want - LIMIT, "{err}");
     assert!(err.contains("nothing was written"), "{err}");
     assert!(!out_path.exists(), "no MachineConfig may be written");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -259,7 +250,6 @@ fn bad_rendered_input_is_named() {
         let err = out.one_line_error();
         assert!(err.contains(want), "{extra:?}: {err}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Between 768 KiB and 1.25 MiB the generator warns that the pool's rendered
@@ -309,5 +299,4 @@ fn rendered_answer_replaces_the_768_kib_warning() {
         "the oc apply note stays: {}",
         measured.stderr
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use kmm_day1_tests::{require_tool, static_agent};
 
-#[path = "../../agent/tests/verify_common/mod.rs"]
-mod verify_common;
+use kmm_day1_tests::image::kmm_image;
+use kmm_day1_tests::kernel_tree::{self, MODULES};
 
 const KMM_DAY1: &str = env!("CARGO_BIN_EXE_kmm-day1");
 
@@ -46,29 +46,21 @@ fn generator_verify_is_the_agents_verify() {
     if !cfg!(target_arch = "x86_64") || !require_tool("umoci") || !require_tool("depmod") {
         return;
     }
-    let Some((kver, debian)) = verify_common::debian_tree() else {
+    let Some((kver, debian)) = kernel_tree::debian().map(|t| (t.release, t.modules)) else {
         return;
     };
-    let work = std::env::temp_dir().join(format!("kmm-day1-genverify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work = kmm_day1_tests::scratch::TempDir::new("genverify").unwrap();
     let layout = work.join("layout");
-    verify_common::image(
+    kmm_image(
         &layout,
         "good",
         &debian,
         &kver,
-        &verify_common::MODULES,
+        &MODULES,
         &[("tehuti/bdx.bin", b"fw")],
-    );
-    verify_common::image(
-        &layout,
-        "nofw",
-        &debian,
-        &kver,
-        &verify_common::MODULES,
-        &[],
-    );
+    )
+    .unwrap();
+    kmm_image(&layout, "nofw", &debian, &kver, &MODULES, &[]).unwrap();
     let l = layout.to_str().unwrap();
 
     for (tag, code) in [("good", 0), ("nofw", 1)] {
@@ -113,7 +105,7 @@ fn generator_verify_is_the_agents_verify() {
     use kmm_day1_tests::registry::{self, Registry, Setup};
     if registry::tools_available() && require_tool("skopeo") {
         let reg = Registry::start(Setup::default()).unwrap();
-        verify_common::run(
+        kmm_day1_tests::run(
             Command::new("skopeo")
                 .args([
                     "--insecure-policy",
@@ -145,5 +137,4 @@ fn generator_verify_is_the_agents_verify() {
             "{text}"
         );
     }
-    let _ = std::fs::remove_dir_all(&work);
 }

@@ -5,9 +5,12 @@
 //! the full suite, fails) on the same condition with the same message.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use crate::full_suite;
+use anyhow::Result;
+
+use crate::{full_suite, try_run};
 
 /// A located tree.
 #[derive(Debug, Clone)]
@@ -51,3 +54,29 @@ pub fn debian() -> Option<KernelTree> {
     );
     None
 }
+
+/// `depmod -b <base> <release>`: kmod's own modules.dep for a tree, the
+/// oracle the agent's reader is checked against.
+pub fn depmod(base: &Path, release: &str) -> Result<()> {
+    try_run(Command::new("depmod").arg("-b").arg(base).arg(release))?;
+    Ok(())
+}
+
+/// `modinfo -F <field> <file>` by the real kmod.
+pub fn modinfo(field: &str, file: &Path) -> Result<String> {
+    Ok(
+        try_run(Command::new("modinfo").args(["-F", field]).arg(file))?
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Debian modules the image tests use: `vrf` has a srcversion, `tehuti`
+/// asks for firmware `tehuti/bdx.bin`, `macvtap` needs `macvlan` and `tap`.
+pub const MODULES: [&str; 5] = [
+    "kernel/drivers/net/vrf.ko",
+    "kernel/drivers/net/ethernet/tehuti/tehuti.ko",
+    "kernel/drivers/net/macvtap.ko",
+    "kernel/drivers/net/macvlan.ko",
+    "kernel/drivers/net/tap.ko",
+];

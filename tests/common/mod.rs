@@ -11,10 +11,16 @@ use anyhow::{bail, Context, Result};
 
 /// Reading docs/*.md: code blocks, links, anchors, command lines.
 pub mod docs;
+/// Images built with umoci.
+pub mod image;
 /// Debian's cached kernel module tree (tests/setup.d/20-kernel-tree.sh).
 pub mod kernel_tree;
+/// Loopback servers and ports.
+pub mod net;
 /// A real registry (docker-registry, umoci, skopeo) for tests.
 pub mod registry;
+/// Scratch directories removed on drop.
+pub mod scratch;
 
 /// True when the full suite is running and every external tool must exist.
 pub fn full_suite() -> bool {

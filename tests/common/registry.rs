@@ -26,10 +26,9 @@
 //! Shell scripts get the same registry from `tests/support/registry.sh`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,42 +51,12 @@ pub fn tools_available() -> bool {
     .all(|t| require_tool(t))
 }
 
-/// A directory removed with everything in it on drop.
-#[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub use crate::scratch::TempDir;
 
-impl TempDir {
-    pub fn new(tag: &str) -> Result<TempDir> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "kmm-day1-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(TempDir(p))
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
+pub use crate::net::free_port;
+use crate::net::Loopback;
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // umoci's rootless unpack leaves read-only directories.
-        let _ = Command::new("chmod")
-            .args(["-R", "u+rwX"])
-            .arg(&self.0)
-            .status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
+pub use crate::image::{build_index_layout, Image};
 use crate::try_run as run;
 
 /// A CA and a server certificate signed by it.
@@ -103,37 +72,27 @@ pub struct Certs {
 /// registry.test in `dir`.
 pub fn make_certs(dir: &Path) -> Result<Certs> {
     let p = |n: &str| dir.join(n);
-    run(Command::new("openssl")
-        .args([
+    // A new EC P-256 key in `key` and a request for it in `out`.
+    let req = |key: &str, out: &str| {
+        let mut c = Command::new("openssl");
+        c.args([
             "req",
-            "-x509",
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:prime256v1",
-            "-nodes",
         ])
-        .arg("-keyout")
-        .arg(p("ca.key"))
+        .args(["-nodes", "-keyout"])
+        .arg(p(key))
         .arg("-out")
-        .arg(p("ca.crt"))
-        .args(["-days", "2", "-subj", "/CN=kmm-day1 test CA"])
+        .arg(p(out));
+        c
+    };
+    run(req("ca.key", "ca.crt")
+        .args(["-x509", "-days", "2", "-subj", "/CN=kmm-day1 test CA"])
         .args(["-addext", "basicConstraints=critical,CA:TRUE"])
         .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]))?;
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(p("server.key"))
-        .arg("-out")
-        .arg(p("server.csr"))
-        .args(["-subj", "/CN=127.0.0.1"]))?;
+    run(req("server.key", "server.csr").args(["-subj", "/CN=127.0.0.1"]))?;
     std::fs::write(
         p("ext.cnf"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:registry.test\n\
@@ -419,59 +378,6 @@ impl Drop for Registry {
     }
 }
 
-/// Build, in the OCI layout `layout`, one image per entry of `platforms`
-/// (architecture, variant, image) and an image index of them, in that order,
-/// tagged `tag`; the index digest. `work` is scratch space for umoci.
-pub fn build_index_layout(
-    layout: &Path,
-    tag: &str,
-    platforms: &[(&str, Option<&str>, &Image)],
-    work: &Path,
-) -> Result<String> {
-    let mut entries = Vec::new();
-    for (i, (arch, variant, image)) in platforms.iter().enumerate() {
-        let p_tag = format!("p{i}");
-        let img = (*image).clone().architecture(arch);
-        img.build(layout, &p_tag, work)?;
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
-        let desc = index["manifests"]
-            .as_array()
-            .and_then(|m| {
-                m.iter().find(|d| {
-                    d["annotations"]["org.opencontainers.image.ref.name"] == p_tag.as_str()
-                })
-            })
-            .cloned()
-            .context("umoci's index.json lacks the tag it just wrote")?;
-        let mut platform = serde_json::json!({"architecture": arch, "os": "linux"});
-        if let Some(v) = variant {
-            platform["variant"] = serde_json::json!(v);
-        }
-        entries.push(serde_json::json!({
-            "mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"],
-            "platform": platform,
-        }));
-    }
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": entries,
-    }))?;
-    let digest = write_blob(layout, &index)?;
-    let index_path = layout.join("index.json");
-    let mut top: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path)?)?;
-    if let Some(m) = top["manifests"].as_array_mut() {
-        m.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "digest": digest, "size": index.len(),
-            "annotations": {"org.opencontainers.image.ref.name": tag},
-        }));
-    }
-    std::fs::write(&index_path, serde_json::to_vec(&top)?)?;
-    Ok(digest)
-}
-
 /// Where a registry with storage root `storage` keeps a blob's bytes, as a
 /// function a server thread can own without holding the [`Registry`].
 pub fn blob_path_in(storage: &Path) -> impl Fn(&str) -> PathBuf + Send + Sync + 'static {
@@ -493,80 +399,6 @@ pub enum Format {
     V2s2,
 }
 
-/// An image: files (path in the image → content) in one layer on top of an
-/// empty base, for one architecture.
-#[derive(Debug, Clone, Default)]
-pub struct Image {
-    files: Vec<(String, Vec<u8>)>,
-    architecture: Option<String>,
-}
-
-impl Image {
-    pub fn new() -> Image {
-        Image::default()
-    }
-
-    pub fn file(mut self, path: &str, content: &[u8]) -> Image {
-        self.files
-            .push((path.trim_start_matches('/').to_string(), content.to_vec()));
-        self
-    }
-
-    pub fn architecture(mut self, arch: &str) -> Image {
-        self.architecture = Some(arch.to_string());
-        self
-    }
-
-    /// Into the OCI layout `layout` (created if needed) as `tag`.
-    pub fn build(&self, layout: &Path, tag: &str, work: &Path) -> Result<()> {
-        if !layout.join("index.json").exists() {
-            run(Command::new("umoci").args(["init", "--layout"]).arg(layout))?;
-        }
-        let image = format!("{}:{tag}", layout.display());
-        run(Command::new("umoci").args(["new", "--image", &image]))?;
-        let bundle = work.join(format!("bundle-{tag}"));
-        run(Command::new("umoci")
-            .args(["unpack", "--rootless", "--image", &image])
-            .arg(&bundle))?;
-        for (path, content) in &self.files {
-            let p = bundle.join("rootfs").join(path);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&p, content)?;
-        }
-        run(Command::new("umoci")
-            .args(["repack", "--image", &image])
-            .arg(&bundle))?;
-        if let Some(a) = &self.architecture {
-            run(Command::new("umoci").args([
-                "config",
-                "--image",
-                &image,
-                "--os",
-                "linux",
-                "--architecture",
-                a,
-            ]))?;
-        }
-        Ok(())
-    }
-}
-
-/// Store `data` as a blob of the OCI layout; its digest.
-fn write_blob(layout: &Path, data: &[u8]) -> Result<String> {
-    let tmp = layout.join("blob.tmp");
-    std::fs::write(&tmp, data)?;
-    let out = run(Command::new("sha256sum").arg(&tmp))?;
-    let hex = out
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    std::fs::rename(&tmp, layout.join("blobs/sha256").join(&hex))?;
-    Ok(format!("sha256:{hex}"))
-}
-
 /// What a [`TokenServer`] saw.
 #[derive(Debug, Default)]
 pub struct TokenLog {
@@ -581,7 +413,7 @@ pub struct TokenLog {
 pub struct TokenServer {
     pub port: u16,
     pub log: Arc<Mutex<TokenLog>>,
-    stop: Arc<AtomicUsize>,
+    _server: Loopback,
     dir: TempDir,
 }
 
@@ -617,27 +449,16 @@ impl TokenServer {
             .arg("-out")
             .arg(&der_path))?;
         let x5c = std_b64(&std::fs::read(&der_path)?);
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        listener.set_nonblocking(true)?;
         let log = Arc::new(Mutex::new(TokenLog::default()));
-        let stop = Arc::new(AtomicUsize::new(0));
         let expected = format!("Basic {}", std_b64(format!("{user}:{password}").as_bytes()));
-        let (l2, s2, key2) = (log.clone(), stop.clone(), key.clone());
-        std::thread::spawn(move || {
-            while s2.load(Ordering::Relaxed) == 0 {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let _ = serve_token(conn, &expected, anonymous, &key2, &x5c, &l2);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
+        let (l2, key2) = (log.clone(), key.clone());
+        let server = Loopback::start(move |conn| {
+            let _ = serve_token(conn, &expected, anonymous, &key2, &x5c, &l2);
+        })?;
         Ok(TokenServer {
-            port,
+            port: server.port,
             log,
-            stop,
+            _server: server,
             dir,
         })
     }
@@ -650,12 +471,6 @@ impl TokenServer {
             issuer: TOKEN_ISSUER.into(),
             root_cert: self.dir.path().join("token.crt"),
         }
-    }
-}
-
-impl Drop for TokenServer {
-    fn drop(&mut self) {
-        self.stop.store(1, Ordering::Relaxed);
     }
 }
 
@@ -719,7 +534,7 @@ fn serve_token(
     let mut access = Vec::new();
     for part in target.split(['?', '&']) {
         if let Some(scope) = part.strip_prefix("scope=") {
-            let scope = percent_decode(scope);
+            let scope = percent_encoding::percent_decode_str(scope).decode_utf8_lossy();
             let mut it = scope.splitn(3, ':');
             if let (Some(t), Some(n)) = (it.next(), it.next()) {
                 access.push(serde_json::json!({"type": t, "name": n, "actions": ["pull", "push"]}));
@@ -766,56 +581,14 @@ fn serve_token(
     Ok(())
 }
 
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn b64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(alphabet[(n >> (18 - 6 * i)) as usize & 63]));
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
+/// Standard, padded base64 (HTTP Basic credentials, JWT `x5c`).
 pub fn std_b64(data: &[u8]) -> String {
-    b64(
-        data,
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-        true,
-    )
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// base64url without padding (JWT header, payload and signature).
 fn url_b64(data: &[u8]) -> String {
-    b64(
-        data,
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
-        false,
-    )
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }

@@ -3,6 +3,7 @@
 //! absolute) reach the extractor as a hostile layer would send them.
 
 use super::*;
+use kmm_day1_tests::scratch::TempDir;
 
 const K: &str = "opt/lib/modules/6.1.0-1-amd64";
 
@@ -62,14 +63,13 @@ impl Layer {
     }
 }
 
-struct Scratch(PathBuf);
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("kmm-day1-extract-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(d.join("dest")).unwrap();
-        Scratch(d)
+        let tmp = TempDir::new(&format!("extract-{tag}")).unwrap();
+        fs::create_dir(tmp.join("dest")).unwrap();
+        Scratch(tmp)
     }
 
     fn dest(&self) -> PathBuf {
@@ -111,12 +111,6 @@ impl Scratch {
         }
         out.sort();
         out
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

@@ -6,6 +6,7 @@ use std::fs;
 use super::*;
 use crate::kernel::tests::Fake;
 use crate::store::state::LoadedModule;
+use kmm_day1_tests::scratch::TempDir;
 
 fn attempt(boot: &str, stage: Stage) -> Attempt {
     Attempt {
@@ -44,9 +45,9 @@ fn only_earlier_boots_count_towards_the_limit() {
 
 #[test]
 fn records_are_per_kernel_digest_and_config() {
-    let root = std::env::temp_dir().join(format!("kmm-day1-guard-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    let store = Store::new(&root);
+    let tmp = TempDir::new("guard").unwrap();
+    // Not created yet: the store creates it when it takes its lock.
+    let store = Store::new(tmp.join("store"));
     let lock = store.lock().unwrap();
     let key = Key {
         kernel: "6.1.0-1".into(),
@@ -98,14 +99,13 @@ fn records_are_per_kernel_digest_and_config() {
         .unwrap()
         .unconfirmed
         .is_empty());
-    fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
 fn confirm_needs_this_boots_load_and_the_same_builds_still_running() {
-    let root = std::env::temp_dir().join(format!("kmm-day1-guard-c-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    let store = Store::new(&root);
+    let tmp = TempDir::new("guard-c").unwrap();
+    // Not created yet: the store creates it when it takes its lock.
+    let store = Store::new(tmp.join("store"));
     let lock = store.lock().unwrap();
     let key = Key {
         kernel: "6.1.0-1".into(),
@@ -169,18 +169,15 @@ fn confirm_needs_this_boots_load_and_the_same_builds_still_running() {
     let r = record(&store, "sfc", &key).unwrap().unwrap();
     assert!(r.unconfirmed.is_empty());
     assert_eq!(r.confirmed_boot.as_deref(), Some("b2"));
-    fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
 fn config_hash_follows_the_file() {
-    let dir = std::env::temp_dir().join(format!("kmm-day1-guard-h-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    assert_eq!(config_hash(&dir, "sfc"), "", "no file: empty");
+    let tmp = TempDir::new("guard-h").unwrap();
+    let dir = tmp.path();
+    assert_eq!(config_hash(dir, "sfc"), "", "no file: empty");
     fs::write(dir.join("sfc.toml"), "a").unwrap();
-    let a = config_hash(&dir, "sfc");
+    let a = config_hash(dir, "sfc");
     fs::write(dir.join("sfc.toml"), "b").unwrap();
-    assert!(a.starts_with("sha256:") && a != config_hash(&dir, "sfc"));
-    fs::remove_dir_all(&dir).unwrap();
+    assert!(a.starts_with("sha256:") && a != config_hash(dir, "sfc"));
 }

@@ -143,6 +143,7 @@ impl ImageSource for OciLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     /// Store `data` in the layout; its descriptor JSON.
     fn put(layout: &Path, media_type: &str, data: &[u8], extra: &str) -> (String, String) {
@@ -160,16 +161,16 @@ mod tests {
 
     #[test]
     fn oci_layout_resolves_tags_indexes_and_platforms() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-layout-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = TempDir::new("layout").unwrap();
+        let dir = tmp.path();
         fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
         fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let (_, config) = put(&dir, "application/vnd.oci.image.config.v1+json", b"{}", "");
+        let (_, config) = put(dir, "application/vnd.oci.image.config.v1+json", b"{}", "");
         let manifest = |layer: &[u8]| {
-            let (_, l) = put(&dir, "application/vnd.oci.image.layer.v1.tar", layer, "");
+            let (_, l) = put(dir, "application/vnd.oci.image.layer.v1.tar", layer, "");
             let m = format!(r#"{{"schemaVersion":2,"config":{config},"layers":[{l}]}}"#);
             put(
-                &dir,
+                dir,
                 "application/vnd.oci.image.manifest.v1+json",
                 m.as_bytes(),
                 "",
@@ -184,7 +185,7 @@ mod tests {
         let amd_entry = amd_desc.trim_end_matches('}').to_string() + &plat("amd64", "") + "}";
         let index = format!(r#"{{"schemaVersion":2,"manifests":[{arm_entry},{amd_entry}]}}"#);
         let (index_digest, index_desc) = put(
-            &dir,
+            dir,
             "application/vnd.oci.image.index.v1+json",
             index.as_bytes(),
             "",
@@ -209,7 +210,7 @@ mod tests {
             variant: Some("v8".into()),
         };
         let r = |p: &Platform, reference: &str| {
-            OciLayout::open(&dir, p.clone())
+            OciLayout::open(dir, p.clone())
                 .unwrap()
                 .resolve(&ImageRef::parse(reference).unwrap())
         };
@@ -251,6 +252,5 @@ mod tests {
             ),
             "{e:#}"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

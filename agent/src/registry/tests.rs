@@ -5,12 +5,13 @@
 //! CONNECT proxy).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kmm_day1_tests::net::Loopback;
 use kmm_day1_tests::registry::{self as treg, Format, Image, Setup, TempDir, TokenServer};
 
 use super::*;
@@ -582,43 +583,6 @@ fn docker_schema2_manifest_and_list() {
     assert_eq!(config["architecture"], "amd64");
 }
 
-/// A loopback server running `handle` for each connection on its own
-/// thread; stops accepting on drop.
-struct Loopback {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Loopback {
-    fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> Loopback {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = Arc::new(handle);
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        conn.set_nonblocking(false).unwrap();
-                        let h = handle.clone();
-                        std::thread::spawn(move || h(conn));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Loopback { port, stop }
-    }
-}
-
-impl Drop for Loopback {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// The request line and headers of an HTTP request; an empty line when the
 /// peer speaks something else (a TLS ClientHello), which gets a 400 as a
 /// real HTTP server would answer.
@@ -705,7 +669,8 @@ fn blob_redirect_to_another_host_drops_authorization() {
             data.len()
         );
         let _ = conn.write_all(&data);
-    });
+    })
+    .unwrap();
     // The registry's front: passes everything through, except blob GETs,
     // which it redirects to the CDN (or to itself, for the loop case).
     let looping = Arc::new(AtomicBool::new(false));
@@ -737,7 +702,8 @@ fn blob_redirect_to_another_host_drops_authorization() {
         upstream.write_all(head.as_bytes()).unwrap();
         splice(conn.try_clone().unwrap(), upstream);
         let _ = conn.flush();
-    });
+    })
+    .unwrap();
 
     let dir = TempDir::new("reg-redirect").unwrap();
     let front_host = format!("127.0.0.1:{}", front.port);
@@ -810,7 +776,8 @@ fn https_through_a_connect_proxy() {
         conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .unwrap();
         splice(conn, upstream);
-    });
+    })
+    .unwrap();
     let dir = TempDir::new("reg-proxy").unwrap();
     let host = format!("registry.test:{}", reg.port);
     let ca = dir.path().join("certs.d").join(&host);
@@ -944,7 +911,8 @@ fn oversized_manifests_are_refused_before_parsing() {
             "HTTP/1.1 200 OK\r\nContent-Type: {MEDIA_OCI_MANIFEST}\r\nContent-Length: {}\r\n\r\n{{",
             5 << 20
         );
-    });
+    })
+    .unwrap();
     let chunked = Loopback::start(|mut conn| {
         let (line, _) = read_request(&conn);
         if line.is_empty() {
@@ -964,7 +932,8 @@ fn oversized_manifests_are_refused_before_parsing() {
             }
         }
         let _ = conn.write_all(b"0\r\n\r\n");
-    });
+    })
+    .unwrap();
     let dir = TempDir::new("reg-cap").unwrap();
     for port in [announced.port, chunked.port] {
         let mut opts = options(dir.path(), 10);
@@ -1021,7 +990,8 @@ fn server_errors_are_retried_and_client_errors_are_not() {
                 splice(conn, upstream);
             }
         }
-    });
+    })
+    .unwrap();
     let dir = TempDir::new("reg-5xx").unwrap();
     let host = format!("127.0.0.1:{}", front.port);
     let mut opts = options(dir.path(), 30);
@@ -1120,7 +1090,8 @@ fn a_blob_cut_off_mid_body_resumes_and_a_server_ignoring_range_is_handled() {
             return;
         }
         splice(conn, upstream);
-    });
+    })
+    .unwrap();
     let dir = TempDir::new("reg-resume").unwrap();
     let host = format!("127.0.0.1:{}", front.port);
     let mut opts = options(dir.path(), 30);

@@ -8,6 +8,7 @@ use super::*;
 use crate::kernel::tests::Fake;
 use crate::plan::tests::Fixture;
 use crate::store::state::Stage;
+use kmm_day1_tests::scratch::TempDir;
 
 const K: &str = "6.1.0-56-amd64";
 
@@ -58,6 +59,18 @@ impl World {
 
     fn hpath(&self, m: &str) -> PathBuf {
         self.host.kdir(K).join(format!("extra/{m}.ko"))
+    }
+
+    /// A guarded swap from `store` for kernel K, with this world's host tree.
+    fn ctx<'a>(&'a self, store: &'a Store, config_dir: &'a Path) -> Ctx<'a> {
+        Ctx {
+            store,
+            config_dir,
+            guard: true,
+            modules_root: None,
+            kver: K,
+            host: Some(&self.host_tree),
+        }
     }
 
     /// The running node: in-tree sfc + mdio loaded, optionally sfc_ptp.
@@ -436,18 +449,12 @@ fn teach(k: &mut Fake, tree: &Path) {
 #[test]
 fn replace_json_records_each_outcome() {
     let w = World::new("state");
-    let root = std::env::temp_dir().join(format!("kmm-day1-replace-state-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
+    let tmp = TempDir::new("replace-state").unwrap();
+    // Not created yet: the store creates it when it takes its lock.
+    let root = tmp.join("store");
     let store = Store::new(&root);
     let lock = store.lock().unwrap();
-    let ctx = Ctx {
-        store: &store,
-        config_dir: &root,
-        guard: true,
-        modules_root: None,
-        kver: K,
-        host: Some(&w.host_tree),
-    };
+    let ctx = w.ctx(&store, &root);
     let mut k = w.kernel(false);
     k.boot_id = Some("boot-1".into());
     let state = |store: &Store| -> ReplaceState {
@@ -510,7 +517,6 @@ fn replace_json_records_each_outcome() {
     assert!(s.message.contains("in-tree sfc reloaded"), "{}", s.message);
     assert!(s.loaded.is_empty());
     assert_eq!(k2.srcversion("sfc").as_deref(), Some("OLD"));
-    fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]
@@ -565,21 +571,13 @@ fn eacces_while_selinux_enforces_says_selinux() {
 #[test]
 fn crash_loop_guard_through_replace() {
     let w = World::new("guard");
-    let root = std::env::temp_dir().join(format!("kmm-day1-replace-guard-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    let store = Store::new(root.join("store"));
-    let config_dir = root.join("etc");
+    let tmp = TempDir::new("replace-guard").unwrap();
+    let store = Store::new(tmp.join("store"));
+    let config_dir = tmp.join("etc");
     fs::create_dir_all(&config_dir).unwrap();
     fs::write(config_dir.join("sfc.toml"), "# v1\n").unwrap();
     let lock = store.lock().unwrap();
-    let ctx = Ctx {
-        store: &store,
-        config_dir: &config_dir,
-        guard: true,
-        modules_root: None,
-        kver: K,
-        host: Some(&w.host_tree),
-    };
+    let ctx = w.ctx(&store, &config_dir);
     let mut seed = w.kernel(false);
     let (tree, _) = publish(&w, &store, &mut seed);
     let result = |store: &Store| -> ReplaceState {
@@ -691,5 +689,4 @@ fn crash_loop_guard_through_replace() {
         st.message
     );
     assert!(k.calls.is_empty(), "{:?}", k.calls);
-    fs::remove_dir_all(&root).unwrap();
 }

@@ -156,18 +156,16 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("kmm-day1-store-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn scratch(tag: &str) -> TempDir {
+        TempDir::new(&format!("store-{tag}")).unwrap()
     }
 
     #[test]
     fn current_tree_requires_link_and_meta() {
-        let root = scratch("current");
-        let s = Store::new(&root);
+        let tmp = scratch("current");
+        let s = Store::new(tmp.path());
         let hex = "ab".repeat(32);
         let kdir = s.kernel_dir("sfc", "6.1.0-56-amd64");
         fs::create_dir_all(kdir.join(format!("sha256-{hex}"))).unwrap();
@@ -194,13 +192,12 @@ mod tests {
         fs::remove_file(kdir.join(CURRENT_LINK)).unwrap();
         std::os::unix::fs::symlink("/etc", kdir.join(CURRENT_LINK)).unwrap();
         assert_eq!(s.current_tree("sfc", "6.1.0-56-amd64"), None);
-        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
     fn write_atomic_replaces_whole_file_and_leaves_no_temp() {
-        let root = scratch("atomic");
-        let p = root.join("sub").join("state.json");
+        let tmp = scratch("atomic");
+        let p = tmp.join("sub").join("state.json");
         write_atomic(&p, b"one", 0o600).unwrap();
         // A temp file left by a crashed run with other permissions (or a
         // umask) does not decide the mode: it is set explicitly.
@@ -214,29 +211,24 @@ mod tests {
             0o644
         );
         assert!(!tmp_path(&p).exists());
-        let names: Vec<_> = fs::read_dir(root.join("sub"))
+        let names: Vec<_> = fs::read_dir(tmp.join("sub"))
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["state.json"]);
-        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
     fn lock_is_exclusive() {
-        let root = scratch("lock");
-        let s = Store::new(&root);
+        let tmp = scratch("lock");
+        let s = Store::new(tmp.path());
         let guard = s.lock().unwrap();
-        let f = File::options()
-            .write(true)
-            .open(root.join(".lock"))
-            .unwrap();
+        let f = File::options().write(true).open(tmp.join(".lock")).unwrap();
         assert!(matches!(
             f.try_lock(),
             Err(std::fs::TryLockError::WouldBlock)
         ));
         drop(guard);
         assert!(f.try_lock().is_ok());
-        fs::remove_dir_all(&root).unwrap();
     }
 }

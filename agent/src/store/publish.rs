@@ -224,12 +224,14 @@ pub fn clear_blobs(_lock: &StoreLock, store: &Store) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn publish_swaps_current_and_gc_keeps_two() {
-        let root = std::env::temp_dir().join(format!("kmm-day1-publish-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let store = Store::new(&root);
+        // Not `tmp`: that names each temporary tree below.
+        let scratch = TempDir::new("publish").unwrap();
+        // Not created yet: the store creates it when it takes its lock.
+        let store = Store::new(scratch.join("store"));
         let lock = store.lock().unwrap();
         let k = "6.1.0-56-amd64";
         let kdir = store.kernel_dir("sfc", k);
@@ -294,6 +296,5 @@ mod tests {
         after.sort();
         assert_eq!(after, left);
         assert!(store.blobs_dir().join("ab.partial").exists());
-        fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -408,11 +408,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmm_day1_tests::scratch::TempDir;
 
     #[test]
     fn state_round_trips_and_tolerates_missing_fields() {
-        let dir = std::env::temp_dir().join(format!("kmm-day1-state-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = TempDir::new("state").unwrap();
+        // Not created yet: the store creates it when it takes its lock.
+        let dir = tmp.join("store");
         let p = dir.join("pull.json");
         assert_eq!(load::<PullState>(&p).unwrap(), None);
         let lock = Store::new(&dir).lock().unwrap();
@@ -498,6 +500,5 @@ mod tests {
         };
         save(&lock, &m, &meta).unwrap();
         assert_eq!(load::<TreeMeta>(&m).unwrap(), Some(meta));
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,8 +10,9 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use kmm_day1_tests::image::Build;
+use kmm_day1_tests::kernel_tree::depmod;
 use kmm_day1_tests::require_tool;
 
 /// The agent the black-box suites run: `KMM_DAY1_AGENT_UNDER_TEST` when
@@ -45,33 +46,34 @@ pub fn tools() -> bool {
     ["umoci", "depmod"].iter().all(|t| require_tool(t))
 }
 
-pub use kmm_day1_tests::run;
+pub use kmm_day1_tests::scratch::TempDir;
 
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "kmm-day1-pull-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Scratch(p)
+/// `cmd` pointed at a node's config dir, store and kernel release, and cut
+/// off from the machine's journal, notify socket and proxy settings: the
+/// agent under test reaches only the test's own files and loopback servers.
+pub fn on_node<'a>(
+    cmd: &'a mut Command,
+    config_dir: &Path,
+    store: &Path,
+    kver: &str,
+) -> &'a mut Command {
+    cmd.arg("--config-dir")
+        .arg(config_dir)
+        .arg("--store")
+        .arg(store)
+        .arg("--kernel-release")
+        .arg(kver);
+    for var in [
+        "JOURNAL_STREAM",
+        "NOTIFY_SOCKET",
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+    ] {
+        cmd.env_remove(var);
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = Command::new("chmod")
-            .arg("-R")
-            .arg("u+rwX")
-            .arg(&self.0)
-            .status();
-        let _ = fs::remove_dir_all(&self.0);
-    }
+    cmd.stdin(Stdio::null())
 }
 
 /// A KMM driver image in an OCI layout, built in two layers:
@@ -100,61 +102,39 @@ pub fn build_image_with(
     random_fw: u64,
 ) -> Built {
     let layout = work.join("layout");
-    if !layout.join("index.json").exists() {
-        run(Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout));
-    }
-    let image = format!("{}:{tag}", layout.display());
-    run(Command::new("umoci").args(["new", "--image", &image]));
-    let bundle = work.join(format!("bundle-{tag}"));
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
-    fs::create_dir_all(mdir.join("extra")).unwrap();
-    for m in ["macvtap", "macvlan", "tap", "dummy"] {
-        fs::copy(
-            modules.join(format!("kernel/drivers/net/{m}.ko")),
-            mdir.join(format!("extra/{m}.ko")),
-        )
+    let mut b = Build::new(&layout, tag, work).unwrap();
+    b.layer(|rootfs| {
+        let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
+        fs::create_dir_all(mdir.join("extra"))?;
+        for m in ["macvtap", "macvlan", "tap", "dummy"] {
+            fs::copy(
+                modules.join(format!("kernel/drivers/net/{m}.ko")),
+                mdir.join(format!("extra/{m}.ko")),
+            )?;
+        }
+        depmod(&rootfs.join("opt"), dir_kver)?;
+        fs::create_dir_all(rootfs.join("firmware/acme"))?;
+        fs::write(rootfs.join("firmware/acme/fw-1.bin"), [7u8; 3000])?;
+        if random_fw > 0 {
+            let mut src = fs::File::open("/dev/urandom")?.take(random_fw);
+            let mut dst = fs::File::create(rootfs.join("firmware/acme/big.bin"))?;
+            std::io::copy(&mut src, &mut dst)?;
+        }
+        std::os::unix::fs::symlink("fw-1.bin", rootfs.join("firmware/acme/fw.bin"))?;
+        fs::create_dir_all(rootfs.join("usr/bin"))?;
+        fs::write(rootfs.join("usr/bin/tool"), "not extracted")?;
+        Ok(())
+    })
+    .unwrap();
+    let rootfs = b
+        .layer(|rootfs| {
+            let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
+            fs::remove_file(mdir.join("extra/dummy.ko"))?;
+            depmod(&rootfs.join("opt"), dir_kver)?;
+            fs::write(rootfs.join("firmware/acme/fw-2.bin"), [9u8; 5000])?;
+            Ok(())
+        })
         .unwrap();
-    }
-    run(Command::new("depmod")
-        .arg("-b")
-        .arg(rootfs.join("opt"))
-        .arg(dir_kver));
-    fs::create_dir_all(rootfs.join("firmware/acme")).unwrap();
-    fs::write(rootfs.join("firmware/acme/fw-1.bin"), [7u8; 3000]).unwrap();
-    if random_fw > 0 {
-        let mut src = fs::File::open("/dev/urandom").unwrap().take(random_fw);
-        let mut dst = fs::File::create(rootfs.join("firmware/acme/big.bin")).unwrap();
-        std::io::copy(&mut src, &mut dst).unwrap();
-    }
-    std::os::unix::fs::symlink("fw-1.bin", rootfs.join("firmware/acme/fw.bin")).unwrap();
-    fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
-    fs::write(rootfs.join("usr/bin/tool"), "not extracted").unwrap();
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
-    // repack diffs against the image the bundle was unpacked from: unpack
-    // the one-layer image again for the second layer.
-    let bundle = work.join(format!("bundle-{tag}-2"));
-    run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image", &image])
-        .arg(&bundle));
-    let rootfs = bundle.join("rootfs");
-    let mdir = rootfs.join("opt/lib/modules").join(dir_kver);
-    fs::remove_file(mdir.join("extra/dummy.ko")).unwrap();
-    run(Command::new("depmod")
-        .arg("-b")
-        .arg(rootfs.join("opt"))
-        .arg(dir_kver));
-    fs::write(rootfs.join("firmware/acme/fw-2.bin"), [9u8; 5000]).unwrap();
-    run(Command::new("umoci")
-        .args(["repack", "--image", &image])
-        .arg(&bundle));
     Built { layout, rootfs }
 }
 
@@ -219,16 +199,7 @@ impl Node {
     /// `pull` with the node's dirs, without `--no-reboot`.
     pub fn command(&self, kver: &str, notify: Option<&Path>) -> Command {
         let mut cmd = Command::new(agent());
-        cmd.arg("pull")
-            .arg("--config-dir")
-            .arg(&self.config_dir)
-            .arg("--store")
-            .arg(&self.store)
-            .arg("--kernel-release")
-            .arg(kver)
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null());
+        on_node(cmd.arg("pull"), &self.config_dir, &self.store, kver);
         if let Some(n) = notify {
             cmd.env("NOTIFY_SOCKET", n);
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use kmm_day1_tests::scratch::TempDir;
 
 /// The deterministic stand-in agent the goldens are made with: a 190-byte
 /// static x86-64 executable that prints a line and exits 0, because
@@ -149,6 +150,14 @@ pub struct Out {
 }
 
 impl Out {
+    /// The `warning: ` lines of stderr.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect()
+    }
+
     pub fn stdout_str(&self) -> &str {
         std::str::from_utf8(&self.stdout).expect("utf-8 stdout")
     }
@@ -190,6 +199,20 @@ pub fn kmm_day1(args: &[&str]) -> Out {
     }
 }
 
+/// `kmm-day1 generate --config examples/sfc.toml --agent <fake> [extra]`:
+/// the bundled example, the usual subject of an option's test.
+pub fn generate_sfc(extra: &[&str]) -> Out {
+    let mut args = vec![
+        "generate",
+        "--config",
+        "examples/sfc.toml",
+        "--agent",
+        FAKE_AGENT,
+    ];
+    args.extend_from_slice(extra);
+    kmm_day1(&args)
+}
+
 /// `kmm-day1 generate <case> --format <format> --agent <fake> [extra]`.
 pub fn generate(case: &Case, format: &str, extra: &[&str]) -> Out {
     let mut args = vec!["generate"];
@@ -199,12 +222,9 @@ pub fn generate(case: &Case, format: &str, extra: &[&str]) -> Out {
     kmm_day1(&args)
 }
 
-/// A fresh scratch directory for one test.
-pub fn scratch(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kmm-day1-gen-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create scratch dir");
-    d
+/// A fresh scratch directory for one test, removed when it goes out of scope.
+pub fn scratch(test: &str) -> TempDir {
+    TempDir::new(&format!("gen-{test}")).expect("create scratch dir")
 }
 
 /// The bytes an Ignition `contents` object stands for.

@@ -198,3 +198,15 @@ kmt_before() {
 kmt_inits() {
     dmesg | grep -c "$1"
 }
+
+# kmt_full_swap_loaded: what the host's full_swap_config asks for is
+# loaded: the out-of-tree dummy, kmmtest_dep pulled in by kmmtest_user
+# (which called into it), and the config's three parameters.
+kmt_full_swap_loaded() {
+    kmt_eq "dummy is now the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"
+    kmt_check "kmmtest_dep was loaded as a dependency" kmt_loaded kmmtest_dep
+    kmt_eq "kmmtest_user is loaded and called into it" 42 "$(kmt_read /sys/module/kmmtest_user/parameters/dep_value)"
+    kmt_eq "int parameter from the config" 7 "$(kmt_read /sys/module/kmmtest_params/parameters/count)"
+    kmt_eq "string parameter from the config" hello "$(kmt_read /sys/module/kmmtest_params/parameters/label)"
+    kmt_eq "bool parameter from the config" Y "$(kmt_read /sys/module/kmmtest_params/parameters/enabled)"
+}

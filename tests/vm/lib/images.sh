@@ -71,3 +71,17 @@ push_image() {
     shift 3
     registry_push "oci:$layout:$tag" "$repo:$tag" --v2s2 "$@"
 }
+
+# serve_image OUT MODULE...: the scenario's registry (the guest reaches it
+# as 10.0.2.100:5000, SCN_NET_PORT) serving kmmtest/dummy:RELEASE, a KMM
+# image of the kmmtest MODULEs for the running kernel. The manifest digest
+# goes to OUT/digest, kmm_tree's firmware line to stdout.
+serve_image() {
+    local out=$1
+    shift
+    registry_start "$out/registry" >&2
+    SCN_NET_PORT=$REGISTRY_PORT
+    kmm_tree "$out/image-src" "$@"
+    oci_image "$out/image-src" "$out/oci" "$RELEASE" >&2
+    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
+}

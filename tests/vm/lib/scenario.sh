@@ -77,18 +77,39 @@ insecure = true
 TOML
 }
 
-# guard_config ROOT MODULE: the node config of the crash-loop guard
-# scenarios: the out-of-tree dummy, then MODULE, from the stored tree.
-guard_config() {
-    mkdir -p "$1/etc/kmm-day1"
-    cat >"$1/etc/kmm-day1/kmmtest.toml" <<TOML
+# swap_config FILE EXTRA MODULE...: a node config for the scenario's
+# kmmtest image that removes the in-tree dummy and loads the image's dummy,
+# then each MODULE; EXTRA (TOML lines, may be empty) goes before [pull],
+# which is plain HTTP to the test registry where one is used.
+swap_config() {
+    local file=$1 extra=$2 list='"dummy"' m
+    shift 2
+    for m in "$@"; do list+=", \"$m\""; done
+    mkdir -p "$(dirname "$file")"
+    cat >"$file" <<TOML
 image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "$2"]
+modules = [$list]
 in_tree_remove = ["dummy"]
-
+$extra
 [pull]
 insecure = true
 TOML
+}
+
+# full_swap_config FILE: swap_config with the dependency pair, parameters
+# and firmware (the replace scenarios' whole feature set).
+full_swap_config() {
+    swap_config "$1" 'firmware_dir = "/firmware"
+
+[parameters]
+kmmtest_params = ["count=7", "label=hello", "enabled=1"]
+' kmmtest_user kmmtest_params kmmtest_fw
+}
+
+# guard_config ROOT MODULE: the node config of the crash-loop guard
+# scenarios: the out-of-tree dummy, then MODULE, from the stored tree.
+guard_config() {
+    swap_config "$1/etc/kmm-day1/kmmtest.toml" "" "$2"
 }
 
 find_agent() {

@@ -124,14 +124,7 @@ fn bash_complete(script: &str, words: &[&str]) -> Vec<String> {
         quoted.join(" "),
         words.len() - 1
     );
-    let out = Command::new("bash").args(["-c", &prog]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    kmm_day1_tests::run(Command::new("bash").args(["-c", &prog]))
         .lines()
         .map(String::from)
         .collect()

@@ -9,12 +9,8 @@ SCN_TIMEOUT=600
 
 scenario_prepare() {
     local root=$1 out=$3 o=$1/opt/kmmtest/overlay
-    registry_start "$out/registry"
-    SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$o/opt/kmmtest/expect"
-    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw kmmtest_dep kmmtest_user >"$o/opt/kmmtest/expect/fw_line"
-    oci_image "$out/image-src" "$out/oci" "$RELEASE"
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
+    serve_image "$out" dummy kmmtest_params kmmtest_fw kmmtest_dep kmmtest_user >"$o/opt/kmmtest/expect/fw_line"
     cp "$out/digest" "$o/opt/kmmtest/expect/digest"
     cat >"$out/kmmtest.toml" <<TOML
 image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"

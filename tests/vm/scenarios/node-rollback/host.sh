@@ -7,12 +7,9 @@ SCN_TIMEOUT=480
 
 scenario_prepare() {
     local root=$1 out=$3 o=$1/opt/kmmtest/overlay
-    registry_start "$out/registry"
-    SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$o/opt/kmmtest/expect"
-    kmm_tree "$out/image-src" dummy kmmtest_fail >/dev/null
-    oci_image "$out/image-src" "$out/oci" "$RELEASE"
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$o/opt/kmmtest/expect/digest"
+    serve_image "$out" dummy kmmtest_fail >/dev/null
+    cp "$out/digest" "$o/opt/kmmtest/expect/digest"
     cat >"$out/kmmtest.toml" <<TOML
 image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
 modules = ["dummy", "kmmtest_fail"]

@@ -7,12 +7,8 @@ SCN_DISK_MB=64
 
 scenario_prepare() {
     local root=$1 out=$3
-    registry_start "$out/registry"
-    SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$root/opt/kmmtest/expect" "$root/etc/kmm-day1"
-    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
-    oci_image "$out/image-src" "$out/oci" "$RELEASE"
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
+    serve_image "$out" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
     cp "$out/digest" "$root/opt/kmmtest/expect/digest"
     dummy_pull_config "$root" 3 pulled
     # pull asks systemd for the reboot (after_pull = "reboot", the default);

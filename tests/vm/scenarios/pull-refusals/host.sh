@@ -6,11 +6,7 @@ SCN_AGENT=1
 
 scenario_prepare() {
     local root=$1 out=$3
-    registry_start "$out/registry"
-    SCN_NET_PORT=$REGISTRY_PORT
-    kmm_tree "$out/image-src" dummy >/dev/null
-    oci_image "$out/image-src" "$out/oci" "$RELEASE"
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
+    serve_image "$out" dummy >/dev/null
     mkdir -p "$root/etc/kmm-day1"
     local repo='10.0.2.100:5000/kmmtest/dummy'
     cat >"$root/etc/kmm-day1/missing-tag.toml" <<TOML

@@ -10,12 +10,8 @@ SCN_DISK_MB=64
 scenario_prepare() {
     local root=$1 out=$3
     SCN_OUT=$out
-    registry_start "$out/registry"
-    SCN_NET_PORT=$REGISTRY_PORT
     mkdir -p "$root/opt/kmmtest/expect" "$root/etc/kmm-day1"
-    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
-    oci_image "$out/image-src" "$out/oci" "$RELEASE"
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$out/digest"
+    serve_image "$out" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
     cp "$out/digest" "$root/opt/kmmtest/expect/digest"
     registry_stop
     host_on_guest registry-up "$out" registry_again "$out" "$SCN_NET_PORT"

@@ -8,12 +8,5 @@ scenario_prepare() {
     mkdir -p "$root/etc/kmm-day1"
     kmm_tree "$out/image-src" dummy kmmtest_fail >/dev/null
     store_tree "$out/image-src" "$root/var/lib/kmm-day1" kmmtest >/dev/null
-    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_fail"]
-in_tree_remove = ["dummy"]
-
-[pull]
-insecure = true
-TOML
+    swap_config "$root/etc/kmm-day1/kmmtest.toml" "" kmmtest_fail
 }

@@ -17,18 +17,7 @@ scenario_prepare() {
     kmm_tree "$out/image-src" dummy kmmtest_dep kmmtest_user kmmtest_params kmmtest_fw \
         >"$root/opt/kmmtest/expect/fw_line"
     store_tree "$out/image-src" "$root/opt/kmmtest/store" kmmtest >"$root/opt/kmmtest/expect/digest"
-    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_user", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=7", "label=hello", "enabled=1"]
-
-[pull]
-insecure = true
-TOML
+    full_swap_config "$root/etc/kmm-day1/kmmtest.toml"
     # The same tree, one module that nothing in-tree blocks: for the domain
     # that may not load from memory (the agent's SELinux message).
     cat >"$root/etc/kmm-day1-noload/kmmtest.toml" <<TOML
@@ -42,12 +31,5 @@ TOML
 
     kmm_tree "$out/image-fail" dummy kmmtest_fail >/dev/null
     store_tree "$out/image-fail" "$root/opt/kmmtest/store-fail" kmmtest >/dev/null
-    cat >"$root/etc/kmm-day1-fail/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_fail"]
-in_tree_remove = ["dummy"]
-
-[pull]
-insecure = true
-TOML
+    swap_config "$root/etc/kmm-day1-fail/kmmtest.toml" "" kmmtest_fail
 }

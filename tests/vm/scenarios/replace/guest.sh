@@ -25,13 +25,7 @@ kmt_eq "the dry run changed nothing" "<missing>" "$(kmt_read /sys/module/dummy/v
 kmt_refuse "the dry run loaded nothing" kmt_loaded kmmtest_user
 
 kmt_run "replace succeeds" $A replace
-kmt_eq "dummy is now the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"
-kmt_check "kmmtest_dep was loaded as a dependency" kmt_loaded kmmtest_dep
-kmt_eq "kmmtest_user is loaded and called into it" 42 "$(kmt_read /sys/module/kmmtest_user/parameters/dep_value)"
-P=/sys/module/kmmtest_params/parameters
-kmt_eq "int parameter from the config" 7 "$(kmt_read $P/count)"
-kmt_eq "string parameter from the config" hello "$(kmt_read $P/label)"
-kmt_eq "bool parameter from the config" Y "$(kmt_read $P/enabled)"
+kmt_full_swap_loaded
 kmt_eq "kmmtest_fw loaded the image's firmware" "$(cat /opt/kmmtest/expect/fw_line)" \
     "$(kmt_read /sys/module/kmmtest_fw/parameters/fw_text)"
 kmt_eq "replace.json says loaded" loaded "$(kmt_json $STATE result)"

@@ -19,16 +19,5 @@ scenario_prepare() {
     # Kept aside: the guest moves it into /var/lib/kmm-day1 after checking
     # what replace does with an empty store.
     store_tree "$out/image-src" "$root/opt/kmmtest/store" kmmtest >"$root/opt/kmmtest/expect/digest"
-    cat >"$root/etc/kmm-day1/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/kmmtest:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_user", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=7", "label=hello", "enabled=1"]
-
-[pull]
-insecure = true
-TOML
+    full_swap_config "$root/etc/kmm-day1/kmmtest.toml"
 }
