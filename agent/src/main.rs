@@ -34,6 +34,8 @@ mod notify;
 /// The OCI image model (manifests, indexes, platforms, digests) and the
 /// image-source trait; the OCI layout source.
 mod oci;
+/// The config's module parameters against the module's `.modinfo`.
+mod params;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
 /// `pull`: fetch the driver image for the running kernel into the store.

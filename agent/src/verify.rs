@@ -312,6 +312,7 @@ fn check_kernel(
         &cfg.module_root,
         kver,
         &cfg.modules,
+        &cfg.parameters,
         seen,
         Scope::Whole,
     )?;
@@ -410,6 +411,15 @@ fn check_kernel(
             units::count(found.modules.len(), "module")
         ),
     );
+    for (m, idx) in &found.configured {
+        if let (Some(_), Some(params)) = (idx, cfg.parameters.get(m)) {
+            report(
+                checks,
+                &Check::Parameters(m.clone()),
+                format!("{} declared by the module", params.join(" ")),
+            );
+        }
+    }
     let modules = &found.modules;
 
     // Firmware the modules ask for, in the image's firmware dir.
