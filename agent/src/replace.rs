@@ -426,6 +426,12 @@ fn swap(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if !p.not_restored.is_empty() {
+                st.message.push_str(&format!(
+                    "; not loaded again: {} (held the replaced module; the image has no build of it, and the in-tree one was built against the in-tree module)",
+                    p.not_restored.join(", ")
+                ));
+            }
             notify::status(&st.message);
             true
         }
