@@ -11,6 +11,8 @@ mod blobs;
 mod cli;
 /// What a run acts on: kernel release, configs, store (from `cli::Common`).
 mod context;
+/// The hardware gate: a device of this node matches a module's alias.
+mod devices;
 /// Layers → the filtered module/firmware tree, with whiteouts and link checks.
 mod extract;
 /// The crash-loop guard: attempt records, confirmation, quarantine.

@@ -140,14 +140,22 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     let mut summaries = Vec::new();
     // Config, image and digest of the summary line, when there is one config.
     let mut last_fields: [String; 3] = Default::default();
+    let node = crate::kernel::Real::new();
     for (name, cfg) in configs {
         let outcome = pull_config(&lock, run, name, cfg, opts, deadline)?;
+        // A tree this node's hardware gate would not swap in asks for no
+        // reboot and no live swap (docs/config.md, require_device).
+        let no_device = if outcome.fresh {
+            crate::devices::refusal_for_stored(cfg, store, name, &run.kernel, &node)
+        } else {
+            None
+        };
         // A failure's error is on its own line just above: the summary
         // names it and does not repeat it.
-        summaries.push(if outcome.result == PullResult::Failed {
-            format!("{name}: failed (the error is on the line above)")
-        } else {
-            format!("{name}: {}", outcome.message)
+        summaries.push(match (&outcome.result, &no_device) {
+            (PullResult::Failed, _) => format!("{name}: failed (the error is on the line above)"),
+            (_, Some(why)) => format!("{name}: {}; no reboot: {why}", outcome.message),
+            _ => format!("{name}: {}", outcome.message),
         });
         last_fields = [
             name.clone(),
@@ -156,7 +164,7 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
         ];
         match outcome.result {
             PullResult::Failed => failed.push(name.clone()),
-            _ if !outcome.fresh => {}
+            _ if !outcome.fresh || no_device.is_some() => {}
             _ if opts.no_reboot => {}
             _ => match cfg.pull.after_pull {
                 AfterPull::Reboot => {
