@@ -177,8 +177,9 @@ Options:
       --oci-layout DIR       Read the image from this OCI image layout instead of a registry
       --kernel-release REL   Check only this kernel's tree [default: every tree in the image]
       --module NAME          A module that must be in the tree (repeatable)
-      --config FILE          Take image, modules, module_root, firmware_dir and pull
-                             options from a node config (--image/--module override)
+      --config FILE          Take image, modules, parameters, module_root, firmware_dir
+                             and pull options from a node config (--image/--module
+                             override)
       --module-root DIR      Where the image keeps lib/modules [default: /opt]
       --firmware-dir DIR     The image's firmware dir [default: /firmware]
       --insecure             Plain HTTP to the image's registry

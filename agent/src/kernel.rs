@@ -67,6 +67,9 @@ pub trait Kernel {
     fn selinux_enforcing(&self) -> bool;
     /// `/proc/sys/kernel/random/boot_id`: which boot a state file is from.
     fn boot_id(&self) -> Option<String>;
+    /// The node's device modaliases (`/sys/bus/*/devices/*/modalias`),
+    /// what the hardware gate matches modules' aliases against.
+    fn modaliases(&self) -> Vec<String>;
 }
 
 /// The running kernel, through syscalls and the files under `root` (`/`;
@@ -261,6 +264,26 @@ impl Kernel for Real {
     fn boot_id(&self) -> Option<String> {
         read_trimmed(&self.root.join("proc/sys/kernel/random/boot_id"))
     }
+
+    fn modaliases(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(buses) = fs::read_dir(self.root.join("sys/bus")) else {
+            return out;
+        };
+        for bus in buses.flatten() {
+            let Ok(devices) = fs::read_dir(bus.path().join("devices")) else {
+                continue;
+            };
+            for d in devices.flatten() {
+                if let Some(a) = read_trimmed(&d.path().join("modalias")) {
+                    if !a.is_empty() && !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `6,1234,5678,-;sfc: Unknown symbol mdio45_probe (err -2)` → `mdio45_probe`.
@@ -317,6 +340,7 @@ pub mod tests {
         pub unknown: Vec<String>,
         pub selinux_enforcing: bool,
         pub boot_id: Option<String>,
+        pub modaliases: Vec<String>,
     }
 
     impl Fake {
@@ -446,6 +470,10 @@ pub mod tests {
 
         fn boot_id(&self) -> Option<String> {
             self.boot_id.clone()
+        }
+
+        fn modaliases(&self) -> Vec<String> {
+            self.modaliases.clone()
         }
     }
 

@@ -11,6 +11,8 @@ mod blobs;
 mod cli;
 /// What a run acts on: kernel release, configs, store (from `cli::Common`).
 mod context;
+/// The hardware gate: a device of this node matches a module's alias.
+mod devices;
 /// Layers → the filtered module/firmware tree, with whiteouts and link checks.
 mod extract;
 /// The crash-loop guard: attempt records, confirmation, quarantine.
@@ -34,6 +36,8 @@ mod notify;
 /// The OCI image model (manifests, indexes, platforms, digests) and the
 /// image-source trait; the OCI layout source.
 mod oci;
+/// The config's module parameters against the module's `.modinfo`.
+mod params;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
 /// `pull`: fetch the driver image for the running kernel into the store.

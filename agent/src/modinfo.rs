@@ -35,6 +35,10 @@ pub struct ModInfo {
     pub firmware: Vec<String>,
     pub aliases: Vec<String>,
     pub softdeps: Vec<String>,
+    /// The module's parameters, from `parm=` (`MODULE_PARM_DESC`) and
+    /// `parmtype=` (every `module_param`): name and, when `parmtype` gives
+    /// it, the type (`int`, `charp`, `array of uint`, …). File order.
+    pub params: Vec<(String, Option<String>)>,
     /// The file ends with the module signature trailer.
     pub signed: bool,
 }
@@ -170,6 +174,18 @@ pub fn parse(bytes: &[u8]) -> Result<ModInfo, FormatError> {
             "firmware" => info.firmware.push(value),
             "alias" => info.aliases.push(value),
             "softdep" => info.softdeps.push(value),
+            "parm" | "parmtype" => {
+                let (name, rest) = value.split_once(':').unwrap_or((&value, ""));
+                let ty = (key == "parmtype").then(|| rest.to_string());
+                match info.params.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, t)) => {
+                        if ty.is_some() {
+                            *t = ty;
+                        }
+                    }
+                    None => info.params.push((name.to_string(), ty)),
+                }
+            }
             _ => {}
         }
     }
@@ -346,6 +362,27 @@ pub(crate) mod tests {
     const SAMPLE: &[u8] = b"alias=pci:v00001924d00000803sv*sd*bc*sc*i*\0alias=pci:v00001924d00000813sv*sd*bc*sc*i*\0\
 depends=mdio,mtd\0retpoline=Y\0intree=Y\0name=sfc\0vermagic=6.1.0-56-amd64 SMP preempt mod_unload modversions \0\
 firmware=sfc/a.bin\0firmware=sfc/b.bin\0srcversion=0123456789ABCDEF0123456\0license=GPL\0\0\0";
+
+    /// `parm=` and `parmtype=` come as separate entries, either first; a
+    /// parameter of `module_param_cb` alone has only `parm=`, a
+    /// description may hold colons.
+    #[test]
+    fn parameters_merge_parm_and_parmtype() {
+        let section = b"parm=rss_cpus:Number of CPUs: 0 means all\0parmtype=rss_cpus:uint\0\
+parmtype=debug:bool\0parm=debug:Debug output\0parm=hook:set through a callback\0\
+parmtype=ids:array of int\0name=m\0vermagic=6.1.0 SMP \0\0";
+        let info = parse(&tiny_ko(true, false, section, false)).unwrap();
+        let want: Vec<(String, Option<String>)> = [
+            ("rss_cpus", Some("uint")),
+            ("debug", Some("bool")),
+            ("hook", None),
+            ("ids", Some("array of int")),
+        ]
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.map(str::to_string)))
+        .collect();
+        assert_eq!(info.params, want);
+    }
 
     #[test]
     fn every_class_and_byte_order() {

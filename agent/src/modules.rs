@@ -480,6 +480,9 @@ pub enum Check {
     Module(String),
     /// Every examined module built for this kernel.
     Vermagic,
+    /// A configured module's parameters: each one it declares, of a value
+    /// its type takes.
+    Parameters(String),
 }
 
 impl Check {
@@ -489,6 +492,7 @@ impl Check {
             Check::NoModulesDep | Check::ModulesDep => "modules.dep".into(),
             Check::Module(m) => format!("module {m}"),
             Check::Vermagic => "vermagic".into(),
+            Check::Parameters(m) => format!("parameters {m}"),
         }
     }
 
@@ -503,6 +507,9 @@ impl Check {
             Check::ModulesDep => Some(format!(": rebuild it with `depmod -b {root} {kver}`")),
             Check::Module(_) => None,
             Check::Vermagic => Some(format!(": rebuild them against kernel {kver}'s headers")),
+            Check::Parameters(_) => {
+                Some(": fix `[parameters]` in the config (the kernel would ignore an unknown one and refuse a bad value)".into())
+            }
         }
     }
 }
@@ -589,6 +596,7 @@ pub fn check_tree(
     module_root: &str,
     kver: &str,
     modules: &[String],
+    parameters: &std::collections::BTreeMap<String, Vec<String>>,
     kernels_seen: &std::collections::BTreeSet<String>,
     scope: Scope,
 ) -> Result<TreeCheck> {
@@ -773,6 +781,24 @@ pub fn check_tree(
             info,
         });
     }
+    // The configured parameters against each configured module's own.
+    for (m, idx) in &out.configured {
+        let (Some(i), Some(params)) = (idx, parameters.get(m)) else {
+            continue;
+        };
+        let rel = &entries[*i].0;
+        let Some(info) = out
+            .modules
+            .iter()
+            .find(|t| t.rel == *rel)
+            .and_then(|t| t.info.as_ref())
+        else {
+            continue;
+        };
+        for problem in crate::params::check(m, params, &info.params) {
+            find(Check::Parameters(m.clone()), problem, true);
+        }
+    }
     out.entries = entries;
     out.findings = found;
     out.complete = true;
@@ -783,6 +809,7 @@ pub fn check_tree(
 mod tests {
     use super::*;
     use kmm_day1_tests::scratch::TempDir;
+    use std::collections::BTreeMap;
 
     /// The one tree check `pull` and `verify` share: a module file named
     /// with several dots is the module kmod names (up to the first dot;
@@ -805,7 +832,16 @@ mod tests {
         fs::write(mdir.join("extra/mdio-x.ko"), b"not a module").unwrap();
         let seen = std::collections::BTreeSet::new();
         let want = ["sfc".to_string()];
-        let loads = check_tree(root, "/opt", k, &want, &seen, Scope::Loads).unwrap();
+        let loads = check_tree(
+            root,
+            "/opt",
+            k,
+            &want,
+            &BTreeMap::new(),
+            &seen,
+            Scope::Loads,
+        )
+        .unwrap();
         assert_eq!(loads.configured, [("sfc".to_string(), Some(0))]);
         assert!(
             !loads
@@ -826,7 +862,16 @@ mod tests {
             )),
             "{refusal}"
         );
-        let whole = check_tree(root, "/opt", k, &want, &seen, Scope::Whole).unwrap();
+        let whole = check_tree(
+            root,
+            "/opt",
+            k,
+            &want,
+            &BTreeMap::new(),
+            &seen,
+            Scope::Whole,
+        )
+        .unwrap();
         let other: Vec<&Finding> = whole
             .findings
             .iter()

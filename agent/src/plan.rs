@@ -48,6 +48,10 @@ pub struct Plan {
     pub builtin: Vec<String>,
     /// Needed modules already loaded and kept as they are.
     pub kept: Vec<String>,
+    /// Unused holders removed only because they held a module being
+    /// replaced, with no build in the image: not loaded again (the in-tree
+    /// one was built against the in-tree module it held).
+    pub not_restored: Vec<String>,
     /// Written to `firmware_class.path` before loading.
     pub firmware_path: Option<String>,
     /// Every configured module is loaded with the image's srcversion.
@@ -276,6 +280,26 @@ pub fn plan(inp: &Inputs<'_>, kernel: &dyn Kernel, cache: &mut ModinfoCache) -> 
     let mut remove = Vec::new();
     for t in &targets {
         removal_order(t, &loaded, kernel, &mut remove, &mut Vec::new())?;
+    }
+
+    // Holders that go only because they stand in the way come back after
+    // the swap, from the image, when it has a build of them (after what
+    // they hold: resolve puts dependencies first).
+    let mut order = order;
+    for h in remove
+        .iter()
+        .filter(|m| !targets.contains(m) && !configured.contains(*m))
+    {
+        if inp.image.module(h).is_none() {
+            plan.not_restored.push(h.clone());
+            continue;
+        }
+        let (extra, _) = resolve(inp.image, inp.host, std::slice::from_ref(h), cache)?;
+        for r in extra {
+            if !order.iter().any(|(n, _, _)| *n == r.0) {
+                order.push(r);
+            }
+        }
     }
 
     let removed: HashSet<&String> = remove.iter().collect();

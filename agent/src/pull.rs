@@ -140,14 +140,22 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     let mut summaries = Vec::new();
     // Config, image and digest of the summary line, when there is one config.
     let mut last_fields: [String; 3] = Default::default();
+    let node = crate::kernel::Real::new();
     for (name, cfg) in configs {
         let outcome = pull_config(&lock, run, name, cfg, opts, deadline)?;
+        // A tree this node's hardware gate would not swap in asks for no
+        // reboot and no live swap (docs/config.md, require_device).
+        let no_device = if outcome.fresh {
+            crate::devices::refusal_for_stored(cfg, store, name, &run.kernel, &node)
+        } else {
+            None
+        };
         // A failure's error is on its own line just above: the summary
         // names it and does not repeat it.
-        summaries.push(if outcome.result == PullResult::Failed {
-            format!("{name}: failed (the error is on the line above)")
-        } else {
-            format!("{name}: {}", outcome.message)
+        summaries.push(match (&outcome.result, &no_device) {
+            (PullResult::Failed, _) => format!("{name}: failed (the error is on the line above)"),
+            (_, Some(why)) => format!("{name}: {}; no reboot: {why}", outcome.message),
+            _ => format!("{name}: {}", outcome.message),
         });
         last_fields = [
             name.clone(),
@@ -156,7 +164,7 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
         ];
         match outcome.result {
             PullResult::Failed => failed.push(name.clone()),
-            _ if !outcome.fresh => {}
+            _ if !outcome.fresh || no_device.is_some() => {}
             _ if opts.no_reboot => {}
             _ => match cfg.pull.after_pull {
                 AfterPull::Reboot => {
@@ -661,6 +669,7 @@ fn check_tree(
         &cfg.module_root,
         kver,
         &cfg.modules,
+        &cfg.parameters,
         kernels_seen,
         modules::Scope::Loads,
     )?;
@@ -726,5 +735,45 @@ mod tests {
             format!("{e:#}"),
             format!("drv: modules.dep [{k}]: the image has no /opt/lib/modules/{k}/modules.dep: build the image with `depmod -b /opt {k}`")
         );
+    }
+
+    /// A configured parameter the module does not declare, or a value its
+    /// type cannot take, refuses the image before it is published: Linux
+    /// would load the module with its defaults, or fail the load at boot.
+    #[test]
+    fn check_tree_refuses_parameters_the_module_does_not_take() {
+        let tmp = TempDir::new("checkparams").unwrap();
+        let tree = tmp.path();
+        let k = "6.1.0-1-amd64";
+        let mdir = tree.join("lib/modules").join(k);
+        fs::create_dir_all(mdir.join("extra")).unwrap();
+        fs::write(mdir.join("modules.dep"), "extra/sfc.ko:\n").unwrap();
+        let modinfo = format!(
+            "name=sfc\0vermagic={k} SMP mod_unload \0parm=rss_cpus:CPUs for RSS\0parmtype=rss_cpus:uint\0parmtype=debug:bool\0\0"
+        );
+        let ko = crate::modinfo::tests::tiny_ko(true, false, modinfo.as_bytes(), false);
+        fs::write(mdir.join("extra/sfc.ko"), ko).unwrap();
+        let seen = BTreeSet::new();
+        let mut cfg = NodeConfig::new("registry.test/drv:1", vec!["sfc".into()]);
+        for ok in [vec!["rss_cpus=4", "debug"], vec![]] {
+            cfg.parameters
+                .insert("sfc".into(), ok.iter().map(|s| s.to_string()).collect());
+            check_tree(tree, &cfg, k, "drv", &seen).unwrap();
+        }
+        for (params, want) in [
+            (
+                "rss_cpu=4",
+                "drv: parameters sfc [6.1.0-1-amd64]: `rss_cpu` is not a parameter of sfc (did you mean `rss_cpus`?); its parameters: rss_cpus, debug: fix `[parameters]` in the config",
+            ),
+            (
+                "rss_cpus=-4",
+                "drv: parameters sfc [6.1.0-1-amd64]: `rss_cpus=-4`: out of range (`rss_cpus` is uint): fix",
+            ),
+        ] {
+            cfg.parameters.insert("sfc".into(), vec![params.to_string()]);
+            let e = check_tree(tree, &cfg, k, "drv", &seen).unwrap_err();
+            assert!(crate::extract::is_defect(&e), "{e:#}");
+            assert!(format!("{e:#}").starts_with(want), "{e:#}");
+        }
     }
 }

@@ -13,7 +13,6 @@ use kmm_day1_config::{module_name_canonical, NodeConfig};
 
 use crate::cli;
 use crate::context::RunContext;
-use crate::guard;
 use crate::kernel::{self, Kernel, KernelError};
 use crate::log;
 use crate::modules::Tree;
@@ -22,6 +21,7 @@ use crate::plan::{self, Inputs, LoadStep, ModinfoCache, Plan, Source};
 use crate::store::state::{self, LoadedModule, ReplaceResult, ReplaceState, TreeMeta};
 use crate::store::{Store, StoreLock, META_FILE};
 use crate::units;
+use crate::{devices, guard};
 
 /// How `replace` runs, from its command line (or `pull`'s live swap).
 #[derive(Debug, Default)]
@@ -282,7 +282,23 @@ fn replace_config(
     };
     let plan_ms = t0.elapsed().as_millis();
     let resolved_ref = report.reference.clone().unwrap_or_default();
+    // The hardware gate, before the crash-loop guard: a node without the
+    // device loads nothing, so it has no attempt to record.
+    let no_device = match (&report.status, &report.tree) {
+        (PlanStatus::Planned, Some(tree)) => devices::module_aliases(cfg, tree)
+            .ok()
+            .map(|aliases| devices::gate(&aliases, &kernel.modaliases()))
+            .filter(|g| !g.allows(cfg.replace.require_device))
+            .map(|g| g.refusal(cfg.replace.require_device)),
+        _ => None,
+    };
     let ok = match (report.status, report.plan) {
+        (PlanStatus::Planned, _) if no_device.is_some() => {
+            st.result = ReplaceResult::NoDevice;
+            st.message = format!("{name}: {}", no_device.unwrap_or_default());
+            notify::status(&st.message);
+            true
+        }
         (PlanStatus::NoMapping, _) => {
             log::info!("{name}: no kernel mapping matches {kver}: nothing to do");
             // Not an outcome worth a state file: nothing was or will be done.
@@ -367,7 +383,7 @@ fn replace_config(
     // The config's one journal line, with fields to select it by.
     let (priority, id) = match st.result {
         ReplaceResult::Loaded => (log::Priority::Notice, log::id::REPLACE_LOADED),
-        ReplaceResult::AlreadyLoaded | ReplaceResult::WaitingForPull => {
+        ReplaceResult::AlreadyLoaded | ReplaceResult::WaitingForPull | ReplaceResult::NoDevice => {
             (log::Priority::Info, log::id::REPLACE_NOOP)
         }
         ReplaceResult::RolledBack | ReplaceResult::Failed => {
@@ -426,6 +442,12 @@ fn swap(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if !p.not_restored.is_empty() {
+                st.message.push_str(&format!(
+                    "; not loaded again: {} (held the replaced module; the image has no build of it, and the in-tree one was built against the in-tree module)",
+                    p.not_restored.join(", ")
+                ));
+            }
             notify::status(&st.message);
             true
         }

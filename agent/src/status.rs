@@ -45,6 +45,9 @@ pub enum State {
     RolledBack,
     /// The crash-loop guard quarantined the stored tree on this kernel.
     Quarantined,
+    /// No device of this node matches the modules' device aliases: the
+    /// in-tree driver stays, by design (`require_device`).
+    NoDevice,
 }
 
 impl State {
@@ -57,6 +60,7 @@ impl State {
             State::Failed => "failed",
             State::RolledBack => "rolled-back",
             State::Quarantined => "quarantined",
+            State::NoDevice => "no-device",
         }
     }
 }
@@ -430,6 +434,14 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
                 st.state = State::Quarantined;
                 st.health = Health::Failed;
             }
+            Some(ReplaceResult::NoDevice) => {
+                st.state = State::NoDevice;
+                st.health = if pull_failed {
+                    Health::Degraded
+                } else {
+                    Health::Ok
+                };
+            }
             Some(ReplaceResult::RolledBack) => {
                 st.state = State::RolledBack;
                 st.health = Health::Failed;
@@ -437,6 +449,19 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
             Some(ReplaceResult::Failed) => {
                 st.state = State::Failed;
                 st.health = Health::Failed;
+            }
+            // Not swapped yet: on a node the hardware gate keeps on its
+            // in-tree driver, that is the end state, not a wait.
+            _ if env.kernel.is_some_and(|k| {
+                crate::devices::refusal_for_stored(cfg, store, name, kver, k).is_some()
+            }) =>
+            {
+                st.state = State::NoDevice;
+                st.health = if pull_failed {
+                    Health::Degraded
+                } else {
+                    Health::Ok
+                };
             }
             _ => {
                 st.state = State::Pulled;
@@ -455,6 +480,8 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
             )
         } else if st.state == State::Pulled {
             after.to_string()
+        } else if st.state == State::NoDevice {
+            "none: no device of this node matches the modules (see last replace); the in-tree driver stays".to_string()
         } else {
             "blocked: the stored modules did not load (see last replace): fix the image; the next boot pulls a new digest and retries the swap".to_string()
         };

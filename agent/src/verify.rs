@@ -312,6 +312,7 @@ fn check_kernel(
         &cfg.module_root,
         kver,
         &cfg.modules,
+        &cfg.parameters,
         seen,
         Scope::Whole,
     )?;
@@ -410,6 +411,46 @@ fn check_kernel(
             units::count(found.modules.len(), "module")
         ),
     );
+    // The hardware gate: which devices a node needs for the swap.
+    let aliases: Vec<(String, Vec<String>)> = found
+        .configured
+        .iter()
+        .filter_map(|(m, idx)| {
+            let info = info_of(&found.entries[(*idx)?].0)?;
+            Some((m.clone(), info.aliases.clone()))
+        })
+        .collect();
+    let device_aliases: Vec<&str> = aliases
+        .iter()
+        .flat_map(|(_, a)| a.iter().map(String::as_str))
+        .filter(|a| crate::devices::is_device_alias(a))
+        .collect();
+    let devices = format!("devices [{kver}]");
+    match (device_aliases.first(), cfg.replace.require_device) {
+        (_, Some(false)) => checks.ok(&devices, "require_device = false: every node swaps".to_string()),
+        (Some(first), _) => checks.ok(
+            &devices,
+            format!(
+                "{} device alias{} (e.g. `{first}`): a node swaps only with a matching device (require_device)",
+                device_aliases.len(),
+                if device_aliases.len() == 1 { "" } else { "es" }
+            ),
+        ),
+        (None, Some(true)) => checks.fail(
+            &devices,
+            "require_device = true, but the modules have no device alias: no node would swap",
+        ),
+        (None, None) => checks.ok(&devices, "no device aliases: every node swaps".to_string()),
+    }
+    for (m, idx) in &found.configured {
+        if let (Some(_), Some(params)) = (idx, cfg.parameters.get(m)) {
+            report(
+                checks,
+                &Check::Parameters(m.clone()),
+                format!("{} declared by the module", params.join(" ")),
+            );
+        }
+    }
     let modules = &found.modules;
 
     // Firmware the modules ask for, in the image's firmware dir.

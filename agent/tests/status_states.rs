@@ -18,8 +18,6 @@ const CFG: &str = r#"
 image = "registry.test/acme/drv:v1"
 modules = ["vrf"]
 firmware_dir = "/firmware"
-[parameters]
-vrf = ["debug=1"]
 "#;
 
 fn status(node: &Node, kver: &str, sys: &Path, json: bool) -> Output {
@@ -122,6 +120,13 @@ fn every_state_with_text_json_and_exit_code() {
     // pulled: the real pull published a tree; nothing loaded.
     let out = node.pull(&kver, &layout, None);
     assert!(out.status.success(), "{}", stderr(&out));
+    // status shows the config's parameters as the config has them now (vrf
+    // declares none, so pull would have refused this one: an edit since).
+    fs::write(
+        node.config_dir.join("drv.toml"),
+        format!("{CFG}[parameters]\nvrf = [\"debug=1\"]\n"),
+    )
+    .unwrap();
     let digest = manifest_digest(&layout, "v1");
     let (code, v, text) = both(&node, &kver, &sys);
     assert_eq!(code, 1, "{text}");

@@ -288,3 +288,71 @@ fn a_missing_config_file_is_one_clear_line() {
         "error: /nonexistent/kmm-day1-test.toml: cannot read: No such file or directory (os error 2)"
     );
 }
+
+/// `verify --config` checks the config's parameters against the module's
+/// own (`dummy` declares `numdummies`, an int), as pull does before it
+/// publishes: a typo and a value of the wrong type each fail their line.
+#[test]
+fn parameters_are_checked_against_the_module() {
+    if !tools() {
+        return;
+    }
+    let Some((kver, debian)) = kernel_tree() else {
+        return;
+    };
+    let work = TempDir::new("verify-params").unwrap();
+    let layout = work.join("layout");
+    kmm_image(
+        &layout,
+        "p",
+        &debian,
+        &kver,
+        &["kernel/drivers/net/dummy.ko"],
+        &[],
+    )
+    .unwrap();
+    let run = |params: &str| -> (i32, String) {
+        let cfg = work.join("drv.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "image = \"registry.test/acme/drv:p\"\nmodules = [\"dummy\"]\n[parameters]\ndummy = [{params}]\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(agent())
+            .args(["verify", "--kernel-release", &kver, "--config"])
+            .arg(&cfg)
+            .arg("--oci-layout")
+            .arg(&layout)
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = run("\"numdummies=2\"");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok   parameters dummy [{kver}]: numdummies=2 declared by the module"
+        )),
+        "{text}"
+    );
+    for (params, want) in [
+        (
+            "\"numdummy=2\"",
+            format!("FAIL parameters dummy [{kver}]: `numdummy` is not a parameter of dummy (did you mean `numdummies`?); its parameters: numdummies: fix `[parameters]` in the config (the kernel would ignore an unknown one and refuse a bad value)"),
+        ),
+        (
+            "\"numdummies=two\"",
+            format!("FAIL parameters dummy [{kver}]: `numdummies=two`: not an integer (`numdummies` is int): fix `[parameters]` in the config (the kernel would ignore an unknown one and refuse a bad value)"),
+        ),
+    ] {
+        let (code, text) = run(params);
+        assert_eq!(code, 1, "{text}");
+        assert_eq!(fails(&text), [want.as_str()], "{text}");
+    }
+}

@@ -103,6 +103,11 @@ pub struct ReplaceOptions {
     pub max_unconfirmed_boots: u32,
     /// The health point.
     pub confirm: ConfirmAt,
+    /// Swap only on a node with a device the modules' own device aliases
+    /// match (`.modinfo` `alias=pci:…`, `usb:…`, …). Unset: yes when a
+    /// configured module has device aliases, no when none has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_device: Option<bool>,
 }
 
 impl Default for ReplaceOptions {
@@ -110,6 +115,7 @@ impl Default for ReplaceOptions {
         ReplaceOptions {
             max_unconfirmed_boots: 2,
             confirm: ConfirmAt::Pull,
+            require_device: None,
         }
     }
 }
@@ -123,7 +129,7 @@ impl ReplaceOptions {
 
     fn from_toml(v: &read::Value<'_>) -> Result<Self, read::ReadError> {
         let t = read::table(v, "struct ReplaceOptions")?;
-        t.deny_unknown(&["max_unconfirmed_boots", "confirm"])?;
+        t.deny_unknown(&["max_unconfirmed_boots", "confirm", "require_device"])?;
         let d = ReplaceOptions::default();
         Ok(ReplaceOptions {
             max_unconfirmed_boots: match t.get("max_unconfirmed_boots") {
@@ -134,6 +140,7 @@ impl ReplaceOptions {
                 }
             },
             confirm: t.opt("confirm", ConfirmAt::from_toml)?.unwrap_or(d.confirm),
+            require_device: t.opt("require_device", read::boolean)?,
         })
     }
 }

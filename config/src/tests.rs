@@ -37,6 +37,7 @@ max_reboots_per_kernel = 3
 [replace]
 max_unconfirmed_boots = 3
 confirm = "command"
+require_device = false
 "#;
 
 #[test]
@@ -48,6 +49,7 @@ fn full_config_parses_with_defaults() {
     assert_eq!(c.pull.max_reboots_per_kernel, 3);
     assert_eq!(c.replace.max_unconfirmed_boots, 3);
     assert_eq!(c.replace.confirm, ConfirmAt::Command);
+    assert_eq!(c.replace.require_device, Some(false));
     assert!(!c.pull.insecure);
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.parameters_for("sfc"), "rss_cpus=4 debug");
@@ -64,6 +66,10 @@ fn minimal_config_defaults() {
         "quarantine after two failed boots"
     );
     assert_eq!(c.replace.confirm, ConfirmAt::Pull);
+    assert_eq!(
+        c.replace.require_device, None,
+        "decided by the modules' aliases"
+    );
     let r = c
         .resolve("sfc", "5.14.0-427.13.1.el9_4.x86_64")
         .unwrap()
@@ -196,7 +202,7 @@ fn read_errors_point_at_the_value_and_say_what_is_allowed() {
         ("[[kernel_mappings]]\nliteral = \"x\"\ninsecure = 1\n", ":5:12: invalid type: integer `1`, expected a boolean"),
         ("[pull]\nafter_pull = \"Reboot\"\n", ":4:14: unknown variant `Reboot`, expected one of `reboot`, `live`, `none`"),
         ("[replace]\nconfirm = \"network\"\n", ":4:11: unknown variant `network`, expected `pull` or `command`"),
-        ("[replace]\nmax_boots = 2\n", ":4:1: unknown field `max_boots`, expected `max_unconfirmed_boots` or `confirm`"),
+        ("[replace]\nmax_boots = 2\n", ":4:1: unknown field `max_boots`, expected one of `max_unconfirmed_boots`, `confirm`, `require_device`"),
         ("[replace]\nmax_unconfirmed_boots = -2\n", ":4:25: invalid value: integer `-2`, expected u32"),
     ];
     for (tail, want) in cases {

@@ -274,4 +274,20 @@ pub struct GenerateArgs {
         help_heading = "Check"
     )]
     pub explain_kernel: Option<String>,
+
+    /// Before writing anything, run the agent's `verify` for each config
+    /// against the image in this OCI layout (tagged as the config's image
+    /// is): module tree, vermagic, firmware, and each configured parameter
+    /// against the module's own. Any FAIL refuses.
+    #[arg(long, value_name = "DIR", help_heading = "Check")]
+    pub check_image: Option<PathBuf>,
+    /// The kernel release `--check-image` checks (needed when the image
+    /// reference uses kernel variables) [default: every tree in the image].
+    #[arg(
+        long,
+        value_name = "RELEASE",
+        requires = "check_image",
+        help_heading = "Check"
+    )]
+    pub check_kernel: Option<String>,
 }

@@ -17,6 +17,69 @@ use crate::agent::Arch;
 
 /// Run the agent's `verify` with `args`; exits with its exit code.
 pub fn run(agent: Option<&Path>, args: &[OsString]) -> Result<()> {
+    let status = with_agent(agent, |path| {
+        // The file is closed: exec cannot meet ETXTBSY.
+        std::process::Command::new(path)
+            .arg("verify")
+            .args(args)
+            .status()
+            .with_context(|| format!("running {}", path.display()))
+    })?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// `generate --check-image`: the agent's `verify` of `layout` for each
+/// (config name, node config TOML); an error with every FAIL line of the
+/// first config that fails. `agent` is the binary to run when it is for
+/// this machine's architecture.
+pub fn check_configs(
+    agent: Option<&Path>,
+    layout: &Path,
+    kernel: Option<&str>,
+    configs: &[(&str, String)],
+) -> Result<()> {
+    with_agent(agent, |path| {
+        let dir = path.parent().context("the agent's directory")?;
+        for (name, toml) in configs {
+            let cfg = dir.join(format!("{name}.toml"));
+            fs::write(&cfg, toml).with_context(|| format!("writing {}", cfg.display()))?;
+            let mut cmd = std::process::Command::new(path);
+            cmd.arg("verify")
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--oci-layout")
+                .arg(layout);
+            if let Some(k) = kernel {
+                cmd.args(["--kernel-release", k]);
+            }
+            let out = cmd
+                .output()
+                .with_context(|| format!("running {}", path.display()))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                let mut fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+                if fails.is_empty() {
+                    fails.push(text.trim());
+                }
+                bail!(
+                    "--check-image {}: config `{name}` fails the agent's verify, nothing was written: {}",
+                    layout.display(),
+                    fails.join("; ")
+                );
+            }
+            let summary = text.lines().last().unwrap_or_default();
+            eprintln!(
+                "kmm-day1: --check-image {}: config `{name}`: {summary}",
+                layout.display()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Write this machine's agent (`agent` if given, else the embedded one) to
+/// a private temporary directory, run `f` on its path, remove it.
+fn with_agent<T>(agent: Option<&Path>, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => Arch::X86_64,
         "aarch64" => Arch::Aarch64,
@@ -40,17 +103,9 @@ pub fn run(agent: Option<&Path>, args: &[OsString]) -> Result<()> {
         .mode(0o700)
         .open(&path)
         .and_then(|mut f| f.write_all(&bytes));
-    let status = written
+    let result = written
         .with_context(|| format!("writing the agent to {}", path.display()))
-        .and_then(|()| {
-            // The file is closed: exec cannot meet ETXTBSY.
-            std::process::Command::new(&path)
-                .arg("verify")
-                .args(args)
-                .status()
-                .with_context(|| format!("running {}", path.display()))
-        });
+        .and_then(|()| f(&path));
     let _ = fs::remove_dir_all(&dir);
-    let status = status?;
-    std::process::exit(status.code().unwrap_or(1));
+    result
 }

@@ -138,3 +138,71 @@ fn generator_verify_is_the_agents_verify() {
         );
     }
 }
+
+/// `generate --check-image` runs the agent's verify for the config it is
+/// about to write: a parameter the module does not have refuses, naming it
+/// and writing nothing; the right one passes and the config is written.
+#[test]
+fn generate_check_image_refuses_a_parameter_the_module_lacks() {
+    let Some(agent) = static_agent("x86_64") else {
+        return;
+    };
+    if !cfg!(target_arch = "x86_64") || !require_tool("umoci") || !require_tool("depmod") {
+        return;
+    }
+    let Some(t) = kernel_tree::debian() else {
+        return;
+    };
+    let work = kmm_day1_tests::scratch::TempDir::new("gen-check").unwrap();
+    let layout = work.join("layout");
+    kmm_image(
+        &layout,
+        &t.release,
+        &t.modules,
+        &t.release,
+        &["kernel/drivers/net/dummy.ko"],
+        &[],
+    )
+    .unwrap();
+    let generate = |param: &str| -> Output {
+        let cfg = work.join("drv.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "image = \"registry.test/acme/drv:${{KERNEL_FULL_VERSION}}\"\nmodules = [\"dummy\"]\n[parameters]\ndummy = [\"{param}\"]\n"
+            ),
+        )
+        .unwrap();
+        let out = work.join("out.toml");
+        let _ = std::fs::remove_file(&out);
+        Command::new(KMM_DAY1)
+            .args(["generate", "--format", "config", "--arch", "x86_64"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--agent")
+            .arg(&agent)
+            .arg("--check-image")
+            .arg(&layout)
+            .args(["--check-kernel", &t.release])
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let bad = generate("numdummy=2");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "config `drv` fails the agent's verify, nothing was written: FAIL parameters dummy"
+        ) && err.contains("`numdummy` is not a parameter of dummy (did you mean `numdummies`?)"),
+        "{err}"
+    );
+    assert!(!work.join("out.toml").exists());
+    let good = generate("numdummies=2");
+    let err = String::from_utf8_lossy(&good.stderr);
+    assert_eq!(good.status.code(), Some(0), "{err}");
+    assert!(err.contains("config `drv`: verify: "), "{err}");
+    let written = std::fs::read_to_string(work.join("out.toml")).unwrap();
+    assert!(written.contains("numdummies=2"), "{written}");
+}

@@ -212,6 +212,13 @@ pub fn render(r: &Report) -> String {
                 if !p.kept.is_empty() {
                     let _ = writeln!(s, "  already loaded, kept: {}", p.kept.join(", "));
                 }
+                if !p.not_restored.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "  removed and not loaded again (no build in the image): {}",
+                        p.not_restored.join(", ")
+                    );
+                }
                 if !p.builtin.is_empty() {
                     let _ = writeln!(s, "  built into the kernel: {}", p.builtin.join(", "));
                 }

@@ -159,6 +159,47 @@ fn unused_holders_are_removed_first() {
     let out = execute(&p, Some(&w.host_tree), &mut k);
     assert_eq!(out.error, None);
     assert_eq!(&k.calls[..2], ["unload sfc_ptp", "unload sfc"]);
+    // The image has no sfc_ptp: it stays out, and the plan says so.
+    assert_eq!(p.not_restored, ["sfc_ptp"]);
+    assert!(!k.modules.contains_key("sfc_ptp"));
+}
+
+/// A holder removed for the swap comes back when the image has a build of
+/// it, after the module it holds.
+#[test]
+fn holders_come_back_from_the_image_when_it_has_them() {
+    let mut w = World::new("holders-back");
+    w.image = Fixture::new(
+        "holders-back-img2",
+        K,
+        &[
+            ("sfc", &["sfc_dep"], "NEW"),
+            ("sfc_dep", &[], "DEP"),
+            ("sfc_ptp", &["sfc", "sfc_dep"], "PTP2"),
+        ],
+    );
+    w.image_tree = Tree::open(&w.image.kdir(K)).unwrap();
+    let mut k = w.kernel(true);
+    k.srcversions.insert(w.ipath("sfc_ptp"), "PTP2".into());
+    let p = w.plan(&k, None).unwrap();
+    assert_eq!(p.remove, ["sfc_ptp", "sfc"]);
+    assert!(p.not_restored.is_empty(), "{:?}", p.not_restored);
+    let load: Vec<(&str, &Path)> = p
+        .load
+        .iter()
+        .map(|l| (l.name.as_str(), l.path.as_path()))
+        .collect();
+    assert_eq!(
+        load,
+        [
+            ("sfc_dep", w.ipath("sfc_dep").as_path()),
+            ("sfc", w.ipath("sfc").as_path()),
+            ("sfc_ptp", w.ipath("sfc_ptp").as_path()),
+        ]
+    );
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    assert_eq!(out.error, None);
+    assert_eq!(k.srcversion("sfc_ptp").as_deref(), Some("PTP2"));
 }
 
 #[test]

@@ -92,6 +92,9 @@ pub enum ReplaceResult {
     /// The tree took the kernel down in boot after boot: not loaded, the
     /// in-tree modules stay (`boots.json` says which boots).
     Quarantined,
+    /// No device of this node matches the modules' device aliases
+    /// (`require_device`): nothing swapped, the in-tree modules stay.
+    NoDevice,
     /// See `message`; the node may be without the driver.
     #[default]
     Failed,
@@ -106,6 +109,7 @@ impl ReplaceResult {
             ReplaceResult::WaitingForPull => "waiting-for-pull",
             ReplaceResult::RolledBack => "rolled-back",
             ReplaceResult::Quarantined => "quarantined",
+            ReplaceResult::NoDevice => "no-device",
             ReplaceResult::Failed => "failed",
         }
     }
@@ -314,6 +318,7 @@ impl FromJson for ReplaceState {
                     R::WaitingForPull,
                     R::RolledBack,
                     R::Quarantined,
+                    R::NoDevice,
                     R::Failed,
                 ],
                 R::as_str,
