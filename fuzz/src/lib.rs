@@ -9,6 +9,9 @@ pub mod log;
 pub mod modinfo;
 #[path = "../../agent/src/modules.rs"]
 pub mod modules;
+// modules::check_tree checks configured parameters with it.
+#[path = "../../agent/src/params.rs"]
+pub mod params;
 #[path = "../../agent/src/mirrors.rs"]
 pub mod mirrors;
 #[path = "../../agent/src/auth.rs"]
