@@ -315,7 +315,7 @@ pub mod tests {
     use super::*;
     use kmm_day1_tests::scratch::TempDir;
 
-    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
     pub struct FakeModule {
         pub refcount: u32,
         pub users: Vec<String>,
@@ -341,6 +341,10 @@ pub mod tests {
         pub selinux_enforcing: bool,
         pub boot_id: Option<String>,
         pub modaliases: Vec<String>,
+        /// Modules something else loads again (in-tree, srcversion OLD) right
+        /// after each unload: one entry per time, as udev or
+        /// systemd-modules-load would beside the replace unit.
+        pub reappear: Vec<String>,
     }
 
     impl Fake {
@@ -456,6 +460,16 @@ pub mod tests {
                     m.users.remove(i);
                     m.refcount -= 1;
                 }
+            }
+            if let Some(i) = self.reappear.iter().position(|r| r == name) {
+                self.reappear.remove(i);
+                self.modules.insert(
+                    name.to_string(),
+                    FakeModule {
+                        srcversion: Some("OLD".into()),
+                        ..FakeModule::default()
+                    },
+                );
             }
             Ok(())
         }

@@ -465,6 +465,10 @@ fn swap(
     }
 }
 
+/// How often `execute` removes a module that something else loaded again
+/// after this run removed it, before it gives up and rolls back.
+const RELOAD_RACES: u32 = 3;
+
 /// What `execute` did.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -499,9 +503,27 @@ pub fn execute(plan: &Plan, host: Option<&Tree>, kernel: &mut dyn Kernel) -> Out
             log::info!("firmware search path set to {fw}");
         }
         for step in &plan.load {
-            kernel
-                .load(&step.name, &step.path, &step.params)
-                .map_err(|e| anyhow::anyhow!("{}", load_error(step, &e, &*kernel)))?;
+            let mut raced = 0;
+            loop {
+                match kernel.load(&step.name, &step.path, &step.params) {
+                    // Loaded again since this run removed it: a udev worker
+                    // or a modprobe running beside the unit. Remove it again,
+                    // a bounded number of times.
+                    Err(KernelError::Errno(libc::EEXIST))
+                        if raced < RELOAD_RACES && out.removed.contains(&step.name) =>
+                    {
+                        raced += 1;
+                        log::warning!("`{}` was loaded again after its removal (udev or modprobe beside this unit): removing it again", step.name);
+                        kernel
+                            .unload(&step.name)
+                            .map_err(|e| anyhow::anyhow!("{}", unload_error(&step.name, &e)))?;
+                    }
+                    r => {
+                        r.map_err(|e| anyhow::anyhow!("{}", load_error(step, &e, &*kernel)))?;
+                        break;
+                    }
+                }
+            }
             out.loaded.push(step.clone());
         }
         // Verify: the kernel now runs the image's build of each module.

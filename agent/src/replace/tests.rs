@@ -150,6 +150,52 @@ fn replaces_in_dependency_order_with_parameters() {
     );
 }
 
+/// Something beside the unit (udev, systemd-modules-load) loads the in-tree
+/// module again between the removal and the load: it is removed again and
+/// the swap goes on.
+#[test]
+fn a_module_loaded_again_after_removal_is_removed_again() {
+    let w = World::new("race");
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, None).unwrap();
+    k.reappear = vec!["sfc".into(), "sfc".into()];
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    assert_eq!(out.error, None);
+    let sfc = format!("load sfc {} rss_cpus=4", w.ipath("sfc").display());
+    assert_eq!(
+        k.calls[1..],
+        [
+            format!("load sfc_dep {} ", w.ipath("sfc_dep").display()),
+            sfc.clone(),
+            "unload sfc".into(),
+            sfc.clone(),
+            "unload sfc".into(),
+            sfc,
+        ]
+    );
+    assert_eq!(k.srcversion("sfc").as_deref(), Some("NEW"));
+}
+
+/// A racer that never stops wins after a bounded number of removals, and
+/// the run rolls back with the usual message.
+#[test]
+fn a_module_that_keeps_coming_back_rolls_back() {
+    let w = World::new("race-lost");
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, None).unwrap();
+    k.reappear = vec!["sfc".into(); 10];
+    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let e = out.error.unwrap();
+    assert!(
+        e.contains("already loaded (add it to in_tree_remove)"),
+        "{e}"
+    );
+    let unloads = k.calls.iter().filter(|c| *c == "unload sfc").count();
+    assert_eq!(unloads, 1 + RELOAD_RACES as usize, "{:?}", k.calls);
+    assert_eq!(k.srcversion("sfc").as_deref(), Some("OLD"));
+    assert!(out.restored, "{}", out.state);
+}
+
 #[test]
 fn unused_holders_are_removed_first() {
     let w = World::new("holders");

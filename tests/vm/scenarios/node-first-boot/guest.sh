@@ -30,6 +30,12 @@ swapped() {
     kmt_eq "dummy is the out-of-tree build" kmm-day1-test "$(kmt_read /sys/module/dummy/version)"
     kmt_match "journalctl -u kmm-day1-replace: removed the in-tree dummy stage 1 had loaded" \
         'removed \[dummy\], loaded \[dummy, ' "$(journalctl -b -u kmm-day1-replace.service --no-pager)"
+    # modules-load.d names the in-tree dummy (lib/tier2.sh): loaded during the
+    # swap, it made the load fail with EEXIST, so the unit is ordered after it.
+    t_ml=$(mono 'systemd\[1\]: Finished systemd-modules-load\.service')
+    t_rs=$(mono 'systemd\[1\]: Starting kmm-day1-replace\.service')
+    kmt_check "systemd-modules-load finished ($t_ml) before replace started ($t_rs)" \
+        awk -v a="$t_ml" -v b="$t_rs" 'BEGIN { exit !(a != "" && b != "" && a + 0 <= b + 0) }'
     t_rep=$(mono 'systemd\[1\]: Finished kmm-day1-replace\.service')
     t_pre=$(mono 'systemd\[1\]: Reached target network-pre\.target')
     t_nd=$(mono 'systemd\[1\]: Start(ing|ed) systemd-networkd\.service')
