@@ -29,6 +29,8 @@ mod log;
 mod mirrors;
 /// The `.modinfo` section of module files (vermagic, srcversion, signature).
 mod modinfo;
+/// The node's modprobe.d and kernel command-line module options, as kmod reads them.
+mod modprobe;
 /// Module trees (modules.dep, softdep, alias, builtin) and /proc/modules.
 mod modules;
 /// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.

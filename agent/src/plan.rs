@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::kernel::Kernel;
 use crate::modinfo::{self, ModInfo};
+use crate::modprobe::{self, NodeOptions};
 use crate::modules::{self, Lookup, Tree};
 
 /// Which tree a module file comes from.
@@ -75,6 +76,8 @@ pub struct Inputs<'a> {
     pub host: Option<&'a Tree>,
     pub kernel_release: &'a str,
     pub firmware_path: Option<String>,
+    /// The node's modprobe.d and command-line options.
+    pub node: &'a NodeOptions,
 }
 
 struct Resolver<'a> {
@@ -324,8 +327,15 @@ pub fn plan(inp: &Inputs<'_>, kernel: &dyn Kernel, cache: &mut ModinfoCache) -> 
         if !info.signed {
             unsigned.push(path.display().to_string());
         }
+        // As modprobe would load it, except that modprobe.d's lines, written
+        // for the in-tree driver, do not reach the image's modules; the
+        // config wins over the node (docs/replace.md#module-options).
+        let node = match source {
+            Source::Host => inp.node.host(&name),
+            Source::Image => inp.node.cmdline(&name),
+        };
         plan.load.push(LoadStep {
-            params: cfg.parameters_for(&name),
+            params: modprobe::merge(&node, &cfg.parameters_for(&name)),
             srcversion: info.srcversion.clone(),
             signed: info.signed,
             name,
@@ -477,6 +487,22 @@ pub(crate) mod tests {
         );
         let mut c = cfg(&["sfc"]);
         c.parameters.insert("sfc".into(), vec!["rss_cpus=4".into()]);
+        // The host's modules get modprobe.d's and the command line's
+        // options; the image's only the command line's, under the config's.
+        let root = TempDir::new("plan-order-node").unwrap();
+        fs::create_dir_all(root.join("lib/modprobe.d")).unwrap();
+        fs::create_dir_all(root.join("proc")).unwrap();
+        fs::write(
+            root.join("lib/modprobe.d/x.conf"),
+            "options mdio a=1\noptions sfc for=in-tree\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("proc/cmdline"),
+            "mdio.b=2 libphy.c sfc.rss_cpus=1 sfc.x=y",
+        )
+        .unwrap();
+        let node = NodeOptions::read(&root);
         let fake = Fake::default();
         let p = plan(
             &Inputs {
@@ -486,6 +512,7 @@ pub(crate) mod tests {
                 host: Some(&ht),
                 kernel_release: K,
                 firmware_path: None,
+                node: &node,
             },
             &fake,
             &mut ModinfoCache::new(),
@@ -501,7 +528,8 @@ pub(crate) mod tests {
                 ("sfc", Source::Image)
             ]
         );
-        assert_eq!(p.load[3].params, "rss_cpus=4");
+        let params: Vec<_> = p.load.iter().map(|l| l.params.as_str()).collect();
+        assert_eq!(params, ["", "c", "a=1 b=2", "x=y rss_cpus=4"]);
         assert_eq!(p.load[3].srcversion.as_deref(), Some("S1"));
         assert!(p.remove.is_empty(), "nothing loaded, nothing to remove");
     }

@@ -15,6 +15,7 @@ use crate::cli;
 use crate::context::RunContext;
 use crate::kernel::{self, Kernel, KernelError};
 use crate::log;
+use crate::modprobe::NodeOptions;
 use crate::modules::Tree;
 use crate::notify;
 use crate::plan::{self, Inputs, LoadStep, ModinfoCache, Plan, Source};
@@ -66,6 +67,7 @@ const HOST_MODULES: &str = "/lib/modules";
 pub fn run(run: &RunContext, settings: &Settings) -> Result<ExitCode> {
     let kver = &run.kernel;
     let host = Tree::open_if_exists(&settings.host_modules_root.join(kver))?;
+    let node = NodeOptions::read(Path::new("/"));
     let ctx = Ctx {
         store: &run.store,
         config_dir: &run.config_dir,
@@ -73,6 +75,7 @@ pub fn run(run: &RunContext, settings: &Settings) -> Result<ExitCode> {
         modules_root: settings.modules_root.as_deref(),
         kver,
         host: host.as_ref(),
+        node: &node,
     };
     let mut real = kernel::Real::new();
     if settings.dry_run {
@@ -166,6 +169,7 @@ struct Ctx<'a> {
     modules_root: Option<&'a Path>,
     kver: &'a str,
     host: Option<&'a Tree>,
+    node: &'a NodeOptions,
 }
 
 /// Trees opened once per run: with `--modules-root` every config plans from
@@ -185,6 +189,7 @@ fn plan_config(
         modules_root,
         kver,
         host,
+        node,
         ..
     } = *ctx;
     let mut report = ConfigReport {
@@ -236,6 +241,7 @@ fn plan_config(
             host,
             kernel_release: kver,
             firmware_path,
+            node,
         },
         kernel,
         cache,
@@ -262,7 +268,7 @@ fn replace_config(
     cfg: &NodeConfig,
     kernel: &mut dyn Kernel,
 ) -> Result<bool> {
-    let (store, kver, host) = (ctx.store, ctx.kver, ctx.host);
+    let (store, kver) = (ctx.store, ctx.kver);
     let started = units::now_rfc3339();
     let t0 = Instant::now();
     let report = plan_config(
@@ -359,7 +365,7 @@ fn replace_config(
                     true
                 }
                 Ok(None) => {
-                    let ok = swap(&p, host, kernel, &mut st, name, plan_ms, t0);
+                    let ok = swap(&p, ctx, kernel, &mut st, name, plan_ms, t0);
                     if ctx.guard {
                         guard::finish(lock, store, name, &key, &st.boot_id, ok)?;
                     }
@@ -410,14 +416,14 @@ fn replace_config(
 /// Carry out a plan and record it in `st`; false when it failed.
 fn swap(
     p: &Plan,
-    host: Option<&Tree>,
+    ctx: &Ctx<'_>,
     kernel: &mut dyn Kernel,
     st: &mut ReplaceState,
     name: &str,
     plan_ms: u128,
     t0: Instant,
 ) -> bool {
-    let outcome = execute(p, host, kernel);
+    let outcome = execute(p, ctx.host, ctx.node, kernel);
     let total_ms = t0.elapsed().as_millis();
     st.removed = outcome.removed.clone();
     st.loaded = outcome
@@ -484,7 +490,12 @@ pub struct Outcome {
 
 /// Carry out `plan`: remove, point firmware, load, verify; on any failure
 /// roll back (unload what this run loaded, reload what it removed).
-pub fn execute(plan: &Plan, host: Option<&Tree>, kernel: &mut dyn Kernel) -> Outcome {
+pub fn execute(
+    plan: &Plan,
+    host: Option<&Tree>,
+    node: &NodeOptions,
+    kernel: &mut dyn Kernel,
+) -> Outcome {
     let mut out = Outcome::default();
     let old_firmware = kernel.firmware_path();
     let mut firmware_set = false;
@@ -562,7 +573,7 @@ pub fn execute(plan: &Plan, host: Option<&Tree>, kernel: &mut dyn Kernel) -> Out
             problems.push(format!("could not restore firmware_class.path: {e}"));
         }
     }
-    let reloaded = reload_in_tree(&out.removed, host, kernel, &mut problems);
+    let reloaded = reload_in_tree(&out.removed, host, node, kernel, &mut problems);
     out.restored = problems.is_empty();
     out.state = if out.restored {
         if out.removed.is_empty() {
@@ -583,10 +594,12 @@ pub fn execute(plan: &Plan, host: Option<&Tree>, kernel: &mut dyn Kernel) -> Out
 }
 
 /// Reload removed in-tree modules (held ones first, so holders find them)
-/// from the host's tree, with the host's dependencies and no parameters.
+/// from the host's tree, with the host's dependencies, and with the options
+/// modprobe would give them: the node is as before only then.
 fn reload_in_tree(
     removed: &[String],
     host: Option<&Tree>,
+    node: &NodeOptions,
     kernel: &mut dyn Kernel,
     problems: &mut Vec<String>,
 ) -> Vec<String> {
@@ -620,7 +633,7 @@ fn reload_in_tree(
             if loaded.contains(&name) {
                 continue;
             }
-            match kernel.load(&name, &path, "") {
+            match kernel.load(&name, &path, &node.host(&name)) {
                 Ok(()) => {}
                 Err(KernelError::Errno(libc::EEXIST)) => {}
                 Err(e) => {

@@ -21,6 +21,8 @@ struct World {
     image_tree: Tree,
     host_tree: Tree,
     cfg: NodeConfig,
+    /// No modprobe.d and no command-line options unless a test sets them.
+    node: NodeOptions,
 }
 
 impl World {
@@ -50,6 +52,7 @@ impl World {
             image_tree,
             host_tree,
             cfg,
+            node: NodeOptions::default(),
         }
     }
 
@@ -70,6 +73,7 @@ impl World {
             modules_root: None,
             kver: K,
             host: Some(&self.host_tree),
+            node: &self.node,
         }
     }
 
@@ -106,6 +110,7 @@ impl World {
                 host: Some(&self.host_tree),
                 kernel_release: K,
                 firmware_path: firmware.map(str::to_string),
+                node: &self.node,
             },
             k,
             &mut ModinfoCache::new(),
@@ -127,7 +132,7 @@ fn replaces_in_dependency_order_with_parameters() {
     let mut k = w.kernel(false);
     let p = w.plan(&k, Some("/store/fw")).unwrap();
     assert_eq!(p.remove, ["sfc"]);
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     assert_eq!(out.error, None);
     assert_eq!(
         k.calls,
@@ -159,7 +164,7 @@ fn a_module_loaded_again_after_removal_is_removed_again() {
     let mut k = w.kernel(false);
     let p = w.plan(&k, None).unwrap();
     k.reappear = vec!["sfc".into(), "sfc".into()];
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     assert_eq!(out.error, None);
     let sfc = format!("load sfc {} rss_cpus=4", w.ipath("sfc").display());
     assert_eq!(
@@ -184,7 +189,7 @@ fn a_module_that_keeps_coming_back_rolls_back() {
     let mut k = w.kernel(false);
     let p = w.plan(&k, None).unwrap();
     k.reappear = vec!["sfc".into(); 10];
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     let e = out.error.unwrap();
     assert!(
         e.contains("already loaded (add it to in_tree_remove)"),
@@ -202,7 +207,7 @@ fn unused_holders_are_removed_first() {
     let mut k = w.kernel(true);
     let p = w.plan(&k, None).unwrap();
     assert_eq!(p.remove, ["sfc_ptp", "sfc"]);
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     assert_eq!(out.error, None);
     assert_eq!(&k.calls[..2], ["unload sfc_ptp", "unload sfc"]);
     // The image has no sfc_ptp: it stays out, and the plan says so.
@@ -243,7 +248,7 @@ fn holders_come_back_from_the_image_when_it_has_them() {
             ("sfc_ptp", w.ipath("sfc_ptp").as_path()),
         ]
     );
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     assert_eq!(out.error, None);
     assert_eq!(k.srcversion("sfc_ptp").as_deref(), Some("PTP2"));
 }
@@ -277,13 +282,13 @@ fn already_loaded_with_the_same_srcversion_is_a_no_op() {
     let w = World::new("idem");
     let mut k = w.kernel(false);
     let p = w.plan(&k, None).unwrap();
-    execute(&p, Some(&w.host_tree), &mut k);
+    execute(&p, Some(&w.host_tree), &w.node, &mut k);
     let calls = k.calls.len();
     // Second run: sfc has the image's srcversion now.
     let p = w.plan(&k, Some("/store/fw")).unwrap();
     assert!(p.up_to_date);
     assert!(p.remove.is_empty() && p.load.is_empty() && p.firmware_path.is_none());
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     assert_eq!(out.error, None);
     assert_eq!(k.calls.len(), calls, "no kernel call on the second run");
 }
@@ -348,7 +353,7 @@ fn rollback_after_a_failure_at_each_step_restores_the_node() {
         let before = snapshot(&k);
         let p = w.plan(&k, Some("/store/fw")).unwrap();
         k.fail_at.insert(i, libc::EIO);
-        let out = execute(&p, Some(&w.host_tree), &mut k);
+        let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
         assert!(out.error.is_some(), "step {i}");
         assert_eq!(&k.calls, want, "calls when step {i} fails");
         assert_eq!(snapshot(&k), before, "node state after failing step {i}");
@@ -370,7 +375,7 @@ fn a_wrong_srcversion_after_load_rolls_back() {
         .insert(w.ipath("sfc"), "SOMETHING_ELSE".into());
     let before = snapshot(&k);
     let p = w.plan(&k, None).unwrap();
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     let e = out.error.unwrap();
     assert!(
         e.contains("srcversion is SOMETHING_ELSE instead of NEW"),
@@ -396,7 +401,7 @@ fn failed_rollback_says_the_driver_may_be_missing() {
     // (3), reload host sfc (4) fails too.
     k.fail_at.insert(2, libc::ENOEXEC);
     k.fail_at.insert(4, libc::EIO);
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     let e = out.error.unwrap();
     assert!(e.contains("invalid module format"), "{e}");
     assert!(!out.restored);
@@ -415,7 +420,7 @@ fn unknown_symbols_are_named() {
     let p = w.plan(&k, None).unwrap();
     // Make the image's sfc_dep need a module nobody loads.
     k.needs.insert("sfc_dep".into(), vec!["ghost".into()]);
-    let out = execute(&p, Some(&w.host_tree), &mut k);
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
     let e = out.error.unwrap();
     assert!(e.contains("unknown symbol(s) sym_of_ghost"), "{e}");
     assert!(out.restored);
@@ -453,6 +458,7 @@ fn builtin_modules_cannot_be_replaced() {
             host: Some(&host_tree),
             kernel_release: K,
             firmware_path: None,
+            node: &w.node,
         },
         &k,
         &mut ModinfoCache::new(),
@@ -476,6 +482,7 @@ fn modules_for_another_kernel_are_refused() {
             host: Some(&w.host_tree),
             kernel_release: "6.1.0-57-amd64",
             firmware_path: None,
+            node: &w.node,
         },
         &k,
         &mut ModinfoCache::new(),
@@ -776,4 +783,41 @@ fn crash_loop_guard_through_replace() {
         st.message
     );
     assert!(k.calls.is_empty(), "{:?}", k.calls);
+}
+
+/// The node's modprobe options reach what the agent loads: the image's
+/// module gets the command line's under the config's (the config wins, and
+/// modprobe.d's lines for the in-tree driver stay out), and the in-tree
+/// module put back by a rollback gets modprobe.d's and the command line's,
+/// as modprobe would give it.
+#[test]
+fn node_options_reach_the_swap_and_the_rollback() {
+    let mut w = World::new("node-opts");
+    let root = TempDir::new("replace-node-opts").unwrap();
+    fs::create_dir_all(root.join("etc/modprobe.d")).unwrap();
+    fs::create_dir_all(root.join("proc")).unwrap();
+    fs::write(
+        root.join("etc/modprobe.d/sfc.conf"),
+        "options sfc interrupt_mode=1\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("proc/cmdline"),
+        "quiet sfc.rss_cpus=2 sfc.debug=1\n",
+    )
+    .unwrap();
+    w.node = NodeOptions::read(&root);
+    let mut k = w.kernel(false);
+    let p = w.plan(&k, None).unwrap();
+    assert_eq!(p.load[1].params, "debug=1 rss_cpus=4");
+    k.fail_at.insert(2, libc::EKEYREJECTED); // unload sfc, load sfc_dep, load sfc
+    let out = execute(&p, Some(&w.host_tree), &w.node, &mut k);
+    assert!(out.restored, "{}", out.state);
+    assert_eq!(
+        k.calls.last().unwrap(),
+        &format!(
+            "load sfc {} interrupt_mode=1 rss_cpus=2 debug=1",
+            w.hpath("sfc").display()
+        )
+    );
 }
