@@ -14,6 +14,12 @@ else
     kmt_match "and names the module that failed" kmmtest_fail "$(kmt_json $S/kmmtest/replace.json message)"
     kmt_check "dummy is loaded" kmt_loaded dummy
     kmt_eq "and it is the in-tree one" "<missing>" "$(kmt_read /sys/module/dummy/version)"
+    # Reloaded as modprobe loads it, with the node's modprobe.d options:
+    # systemd's `options dummy numdummies=0` means no dummy0, which the
+    # driver makes when loaded without options.
+    kmt_check "systemd's modprobe.d sets numdummies=0" \
+        grep -qx 'options dummy numdummies=0' /usr/lib/modprobe.d/systemd.conf
+    kmt_refuse "and the reload applied it: no dummy0 link" ip link show dummy0
     # systemd's modprobe.d sets numdummies=0: no dummy0; the driver works if
     # it makes a link.
     kmt_check "and working: it makes a dummy link" ip link add kmmtest0 type dummy
