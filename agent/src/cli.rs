@@ -85,6 +85,13 @@ pub struct VerifyOpts {
     /// Retry budget against the registry, seconds (`--retry-for`; default
     /// `verify::RETRY_FOR_SECS`).
     pub retry_for: Option<u64>,
+    /// The signature policy to check the image against (`--policy`;
+    /// default: this machine's `/etc/containers/policy.json` if any).
+    pub policy: Option<PathBuf>,
+    /// registries.d for `use-sigstore-attachments` (`--registries-d`).
+    pub registries_d: Option<PathBuf>,
+    /// Stop after the signature check (`--signatures-only`): no layers.
+    pub signatures_only: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -185,6 +192,11 @@ Options:
       --insecure             Plain HTTP to the image's registry
       --retry-for SECS       Retry an unreachable or failing registry for up to SECS seconds
                              [default: 20; a node's pull retries for 14 minutes]
+      --policy FILE          Check the image's signatures against this containers-policy.json
+                             [default: /etc/containers/policy.json, when it exists]
+      --registries-d DIR     Where use-sigstore-attachments is set for --policy
+                             [default: /etc/containers/registries.d]
+      --signatures-only      Stop after the signature check (no layer is downloaded)
   -h, --help                 Print help
 ";
 
@@ -293,6 +305,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 verify.firmware_dir = Some(parser.value()?.string()?);
             }
             Long("insecure") if sub == "verify" => verify.insecure = true,
+            Long("policy") if sub == "verify" => verify.policy = Some(parser.value()?.into()),
+            Long("registries-d") if sub == "verify" => {
+                verify.registries_d = Some(parser.value()?.into());
+            }
+            Long("signatures-only") if sub == "verify" => verify.signatures_only = true,
             Long("retry-for") if sub == "verify" => {
                 let v = parser.value()?.string()?;
                 verify.retry_for = Some(v.parse().map_err(|_| {

@@ -42,6 +42,9 @@ mod oci;
 mod params;
 /// What `replace` will do: removals, load order, firmware; all refusals.
 mod plan;
+/// The node's image signature policy (policy.json, registries.d, cosign
+/// signatures), checked before any layer of a driver image is fetched.
+mod policy;
 /// `pull`: fetch the driver image for the running kernel into the store.
 mod pull;
 /// The OCI registry client: manifests, auth, mirrors, blobs (docs/pull-http.md).

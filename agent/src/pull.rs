@@ -17,6 +17,7 @@ use crate::context::RunContext;
 use crate::extract::{defect, Caps, Extractor, Filter, Summary};
 use crate::oci::layout::OciLayout;
 use crate::oci::{self, ImageSource, Platform, ResolvedImage};
+use crate::policy::{self, NodePolicy};
 use crate::registry::{Registry, RegistryOptions};
 use crate::store::publish;
 use crate::store::state::{self, PullResult, PullState, TreeMeta};
@@ -153,7 +154,10 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
         // A failure's error is on its own line just above: the summary
         // names it and does not repeat it.
         summaries.push(match (&outcome.result, &no_device) {
-            (PullResult::Failed, _) => format!("{name}: failed (the error is on the line above)"),
+            (PullResult::Failed | PullResult::Refused, _) => format!(
+                "{name}: {} (the error is on the line above)",
+                outcome.result.as_str()
+            ),
             (_, Some(why)) => format!("{name}: {}; no reboot: {why}", outcome.message),
             _ => format!("{name}: {}", outcome.message),
         });
@@ -163,7 +167,7 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
             outcome.digest.clone().unwrap_or_default(),
         ];
         match outcome.result {
-            PullResult::Failed => failed.push(name.clone()),
+            PullResult::Failed | PullResult::Refused => failed.push(name.clone()),
             _ if !outcome.fresh || no_device.is_some() => {}
             _ if opts.no_reboot => {}
             _ => match cfg.pull.after_pull {
@@ -290,17 +294,25 @@ fn pull_config(
             // Journal lines and status name the image even on failure.
             image: cfg.resolve(name, kver).ok().flatten().map(|r| r.reference),
             defect: crate::extract::is_defect(&e),
-            ..Outcome::simple(PullResult::Failed, format!("{e:#}"))
+            ..Outcome::simple(
+                if e.downcast_ref::<policy::PolicyError>().is_some() {
+                    PullResult::Refused
+                } else {
+                    PullResult::Failed
+                },
+                format!("{e:#}"),
+            )
         },
     };
     // Up to date and no-mapping stay quiet: the summary line says it.
+    let failed = matches!(outcome.result, PullResult::Failed | PullResult::Refused);
     let priority = match outcome.result {
-        PullResult::Failed => Some(log::Priority::Error),
+        _ if failed => Some(log::Priority::Error),
         PullResult::Published => Some(log::Priority::Info),
         _ => None,
     };
     if let Some(p) = priority {
-        let id = if outcome.result == PullResult::Failed {
+        let id = if failed {
             log::id::PULL_FAILED
         } else {
             log::id::PULL_PUBLISHED
@@ -317,10 +329,10 @@ fn pull_config(
             ],
             format_args!(
                 "{name}: {}{}",
-                if outcome.result == PullResult::Failed {
-                    "pull failed: "
-                } else {
-                    ""
+                match outcome.result {
+                    PullResult::Failed => "pull failed: ",
+                    PullResult::Refused => "pull refused: ",
+                    _ => "",
                 },
                 outcome.message
             ),
@@ -393,9 +405,24 @@ fn pull_one(
         let msg = format!("no kernel mapping matches kernel {kver}: nothing to pull");
         return Ok(Outcome::simple(PullResult::NoMapping, msg));
     };
+    // Read before any traffic: a policy that cannot be used stops the
+    // pull here (docs/security.md#image-signatures). A local layout is an
+    // admin's explicit choice on the command line, outside the policy.
+    let policy = match &opts.oci_layout {
+        Some(_) => None,
+        None => Some(NodePolicy::load(Path::new("/"))?),
+    };
     // A digest-pinned reference already in the store needs no registry: a
-    // node whose registry is down still starts cleanly.
-    if let (Some(pin), Some(meta)) = (&resolved.image.digest, store.current_meta(name, kver)?) {
+    // node whose registry is down still starts cleanly, unless the policy
+    // wants its signatures checked.
+    let offline_ok = policy
+        .as_ref()
+        .is_none_or(|p| p.accepts_offline(&resolved.image));
+    if let (true, Some(pin), Some(meta)) = (
+        offline_ok,
+        &resolved.image.digest,
+        store.current_meta(name, kver)?,
+    ) {
         if meta.kernel == kver && (&meta.digest == pin || meta.index_digest.as_ref() == Some(pin)) {
             return Ok(Outcome {
                 message: format!("{} is up to date ({})", resolved.reference, meta.digest),
@@ -407,15 +434,38 @@ fn pull_one(
         }
     }
     notify::status(&format!("{name}: resolving {}", resolved.reference));
-    let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
-        Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),
-        None => Box::new(Registry::new(RegistryOptions::for_node(
-            &resolved, cfg, deadline,
-        ))?),
+    let resolving = || format!("resolving {}", resolved.reference);
+    // `policy` is `None` exactly when the image comes from a layout.
+    let (mut src, image, allowed): (Box<dyn ImageSource>, _, _) = match &policy {
+        None => {
+            let dir = dir_or_layout(opts)?;
+            let mut layout = OciLayout::open(dir, Platform::host())?;
+            let image = layout.resolve(&resolved.image).with_context(resolving)?;
+            (Box::new(layout), image, None)
+        }
+        Some(policy) => {
+            let mut reg = Registry::new(RegistryOptions::for_node(&resolved, cfg, deadline))?;
+            let image = reg.resolve(&resolved.image).with_context(resolving)?;
+            // Before any layer: the signatures of the digest the tag
+            // resolved to, from the endpoint that served it.
+            notify::status(&format!(
+                "{name}: checking {} against the signature policy",
+                image.digest
+            ));
+            let allowed = policy.check_pull(&resolved.image, &image, &mut reg)?;
+            (Box::new(reg), image, allowed)
+        }
     };
-    let image = src
-        .resolve(&resolved.image)
-        .with_context(|| format!("resolving {}", resolved.reference))?;
+    if let Some(a) = &allowed {
+        log::info!(
+            "{name}: {} ({}) is allowed by {} ({}): {}",
+            resolved.reference,
+            image.digest,
+            policy::POLICY_FILE,
+            a.scope,
+            a.by
+        );
+    }
     let hex = oci::digest_hex(&image.digest)?.to_string();
     let kdir = store.kernel_dir(name, kver);
     let mut outcome = Outcome {
@@ -487,6 +537,12 @@ fn pull_one(
         Tenths::of(t_start.elapsed())
     );
     Ok(outcome)
+}
+
+fn dir_or_layout(opts: &Settings) -> Result<&Path> {
+    opts.oci_layout
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("internal: no OCI layout and no policy"))
 }
 
 /// Download the layers and extract them into `tmp`, then check and publish

@@ -915,5 +915,9 @@ fn verify(what: &str, expected: &str, actual: &str) -> Result<(), RegistryError>
     }
 }
 
+// The path keeps it found when fuzz/src/lib.rs includes this file by path.
+#[path = "registry/attachments.rs"]
+mod attachments;
+
 #[cfg(test)]
 mod tests;

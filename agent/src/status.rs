@@ -102,6 +102,9 @@ pub struct Report {
     /// Present when SELinux is on (docs/security.md#selinux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selinux: Option<crate::selinux::Status>,
+    /// What the node's signature policy means for driver images
+    /// (docs/security.md#image-signatures).
+    pub signatures: String,
     pub configs: Vec<ConfigStatus>,
     /// Where the configs were read from (for the text's messages).
     #[serde(skip)]
@@ -237,6 +240,7 @@ pub fn collect(ctx: &RunContext, kernel: &Real) -> Result<Report> {
         health,
         exit_code: health as u8,
         selinux: crate::selinux::status(Path::new("/"), &ctx.store.root),
+        signatures: crate::policy::NodePolicy::status_line(Path::new("/")),
         configs,
         config_dir: ctx.config_dir.clone(),
     })
@@ -246,6 +250,10 @@ pub fn collect(ctx: &RunContext, kernel: &Real) -> Result<Report> {
 /// same image fails the same way, so "retry" would be false advice.
 const NEXT_FIX_IMAGE: &str = "fix the image (see last pull): pulling it again fails the same way; the next pull (at network-online, or now: `systemctl restart kmm-day1-pull`) fetches the fixed one";
 const NEXT_FIX_IMAGE_LOADED: &str = "fix the image (see last pull): pulling it again fails the same way; the loaded tree stays until a fixed one is pulled";
+
+/// After the signature policy refused the image or could not be used.
+const NEXT_REFUSED: &str = "blocked: the node's signature policy refused the image (see last pull): sign it for the policy, or fix /etc/containers/policy.json; then `systemctl restart kmm-day1-pull`";
+const NEXT_REFUSED_LOADED: &str = "blocked: the node's signature policy refused the image (see last pull); the loaded tree stays until an image the policy accepts is pulled";
 
 struct Env<'a> {
     config_dir: &'a Path,
@@ -317,7 +325,9 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         .unwrap_or(0);
     // Only a pull for this kernel says anything about this kernel.
     let pull_here = pull.as_ref().filter(|p| p.kernel == kver);
-    let pull_failed = pull_here.is_some_and(|p| p.result == PullResult::Failed);
+    let pull_failed =
+        pull_here.is_some_and(|p| matches!(p.result, PullResult::Failed | PullResult::Refused));
+    let refused = pull_here.is_some_and(|p| p.result == PullResult::Refused);
     let guard = pull_here.is_some_and(|p| p.reboot_guard);
     let defect = pull_failed && pull_here.is_some_and(|p| p.image_defect);
 
@@ -357,6 +367,8 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
             st.health = Health::Failed;
             st.next_action = if guard {
                 guard_action()
+            } else if refused {
+                NEXT_REFUSED.to_string()
             } else if defect {
                 NEXT_FIX_IMAGE.to_string()
             } else {
@@ -419,7 +431,9 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         st.state = State::Loaded;
         if pull_failed {
             st.health = Health::Degraded;
-            st.next_action = if defect {
+            st.next_action = if refused {
+                NEXT_REFUSED_LOADED.to_string()
+            } else if defect {
                 NEXT_FIX_IMAGE_LOADED.to_string()
             } else {
                 "retry pull at next network-online: the last pull failed, the loaded tree stays (see last pull)".to_string()
@@ -581,6 +595,7 @@ pub fn render(r: &Report) -> String {
     if let Some(se) = &r.selinux {
         let _ = writeln!(s, "selinux: {}", se.line());
     }
+    let _ = writeln!(s, "signatures: {}", r.signatures);
     if r.configs.is_empty() {
         let _ = writeln!(
             s,

@@ -24,6 +24,7 @@ use crate::extract::{Caps, Extractor, Filter};
 use crate::modules::{self, Check, Scope, TreeModule};
 use crate::oci::layout::OciLayout;
 use crate::oci::{ImageSource, Platform, ResolvedImage};
+use crate::policy::{self, NodePolicy};
 use crate::registry::{Registry, RegistryOptions};
 use crate::units::{self, Tenths};
 
@@ -167,18 +168,27 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
         }
     };
     let t0 = Instant::now();
-    let mut src: Box<dyn ImageSource> = match &opts.oci_layout {
-        Some(dir) => Box::new(OciLayout::open(dir, Platform::host())?),
+    let resolving = || format!("resolving {reference}");
+    let (mut src, resolved): (Box<dyn ImageSource>, _) = match &opts.oci_layout {
+        Some(dir) => {
+            let mut layout = OciLayout::open(dir, Platform::host())?;
+            let resolved = layout.resolve(&image).with_context(resolving)?;
+            (Box::new(layout), resolved)
+        }
         None => {
             let mut ro = registry_options(cfg, opts.retry_for.unwrap_or(RETRY_FOR_SECS));
             ro.insecure = insecure;
             ro.insecure_skip_tls_verify = skip_verify;
-            Box::new(Registry::new(ro)?)
+            let mut reg = Registry::new(ro)?;
+            let resolved = reg.resolve(&image).with_context(resolving)?;
+            // As `pull` does: the signatures before any layer.
+            if !check_signatures(opts, &image, &resolved, &mut reg, checks)? || opts.signatures_only
+            {
+                return Ok(());
+            }
+            (Box::new(reg), resolved)
         }
     };
-    let resolved = src
-        .resolve(&image)
-        .with_context(|| format!("resolving {reference}"))?;
     let total: u64 = resolved.layers.iter().map(|l| l.size).sum();
     let blobs_dir = tmp.join("blobs/sha256");
     let n = resolved.layers.len();
@@ -240,6 +250,51 @@ fn verify(opts: &cli::VerifyOpts, cfg: &NodeConfig, tmp: &Path, checks: &mut Che
         check_kernel(cfg, k, &dir, &seen, checks)?;
     }
     Ok(())
+}
+
+/// The `signatures` line: what the policy (`--policy`, else this
+/// machine's) decides for `image`. False when it refuses it.
+fn check_signatures(
+    opts: &cli::VerifyOpts,
+    image: &ImageRef,
+    resolved: &ResolvedImage,
+    reg: &mut Registry,
+    checks: &mut Checks,
+) -> Result<bool> {
+    let file = opts
+        .policy
+        .as_deref()
+        .unwrap_or(Path::new(policy::POLICY_FILE));
+    let dir = opts
+        .registries_d
+        .as_deref()
+        .unwrap_or(Path::new(policy::REGISTRIES_D));
+    let node = match NodePolicy::load_files(file, dir) {
+        Ok(n) => n,
+        Err(e) => {
+            checks.fail("policy", format!("{e:#}"));
+            return Ok(false);
+        }
+    };
+    match node.check_pull(image, resolved, reg) {
+        Ok(None) => checks.ok(
+            "policy",
+            format!(
+                "not checked: {} does not exist (a node without one uses images unsigned)",
+                file.display()
+            ),
+        ),
+        Ok(Some(a)) => checks.ok(
+            "policy",
+            format!("allowed by {} ({}): {}", file.display(), a.scope, a.by),
+        ),
+        Err(e) if e.downcast_ref::<policy::PolicyError>().is_some() => {
+            checks.fail("policy", format!("{e:#}"));
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(true)
 }
 
 /// `verify`'s default retry budget: an interactive or CI command should

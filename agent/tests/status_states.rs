@@ -414,6 +414,7 @@ fn json_shape_is_pinned() {
             "exit_code",
             "health",
             "kernel",
+            "signatures",
             "version"
         ]
     );

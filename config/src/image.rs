@@ -24,6 +24,17 @@ pub struct ImageRef {
 
 impl ImageRef {
     pub fn parse(reference: &str) -> Result<Self, ConfigError> {
+        Self::parse_any(reference, false)
+    }
+
+    /// As [`parse`](Self::parse), but a bare name (no tag, no digest) is
+    /// accepted: the form a signature's `docker-reference` and a policy's
+    /// `dockerRepository` take (containers/image's `ParseNormalizedNamed`).
+    pub fn parse_named(reference: &str) -> Result<Self, ConfigError> {
+        Self::parse_any(reference, true)
+    }
+
+    fn parse_any(reference: &str, name_only: bool) -> Result<Self, ConfigError> {
         let bad = |why: &str| ConfigError::InvalidImage(reference.to_string(), why.to_string());
         if reference.is_empty() {
             return Err(bad("it is empty"));
@@ -96,7 +107,7 @@ impl ImageRef {
         } else {
             repository
         };
-        if tag.is_none() && digest.is_none() {
+        if tag.is_none() && digest.is_none() && !name_only {
             return Err(bad(
                 "it has neither a tag nor a digest; name one (e.g. `:${KERNEL_FULL_VERSION}` or `@sha256:…`) so every node pulls the same image",
             ));
@@ -224,6 +235,24 @@ mod tests {
             let e = ImageRef::parse(r).unwrap_err().to_string();
             assert!(e.contains(why), "{r}: {e}");
         }
+    }
+
+    /// A signature's identity may be a bare repository; `parse` still
+    /// refuses one (a node must pull a tag or digest), with the same rules
+    /// for everything else.
+    #[test]
+    fn bare_names_only_where_asked_for() {
+        let r = ImageRef::parse_named("quay.io/acme/drv").unwrap();
+        assert_eq!(
+            (r.name().as_str(), r.tag, r.digest),
+            ("quay.io/acme/drv", None, None)
+        );
+        assert_eq!(
+            ImageRef::parse_named("busybox").unwrap().to_string(),
+            "docker.io/library/busybox"
+        );
+        assert!(ImageRef::parse("quay.io/acme/drv").is_err());
+        assert!(ImageRef::parse_named("quay.io/Acme/drv").is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum PullResult {
     UpToDate,
     /// No kernel mapping matches the running kernel: nothing to pull.
     NoMapping,
+    /// The node's signature policy refused the image, or could not be
+    /// used: nothing was downloaded (docs/security.md#image-signatures).
+    Refused,
     /// See `message`.
     #[default]
     Failed,
@@ -39,6 +42,7 @@ impl PullResult {
             PullResult::Published => "published",
             PullResult::UpToDate => "up-to-date",
             PullResult::NoMapping => "no-mapping",
+            PullResult::Refused => "refused",
             PullResult::Failed => "failed",
         }
     }
@@ -273,7 +277,13 @@ impl FromJson for PullState {
             result: variant(
                 o,
                 "result",
-                &[R::Published, R::UpToDate, R::NoMapping, R::Failed],
+                &[
+                    R::Published,
+                    R::UpToDate,
+                    R::NoMapping,
+                    R::Refused,
+                    R::Failed,
+                ],
                 R::as_str,
             )?,
             message: o.string("message")?,
@@ -437,6 +447,7 @@ mod tests {
             PullResult::Published,
             PullResult::UpToDate,
             PullResult::NoMapping,
+            PullResult::Refused,
             PullResult::Failed,
         ] {
             assert_eq!(
@@ -462,7 +473,9 @@ mod tests {
         fs::write(&p, r#"{"result":"done"}"#).unwrap();
         let e = format!("{:#}", load::<PullState>(&p).unwrap_err());
         assert!(
-            e.contains("`result`: `done` is not one of published, up-to-date, no-mapping, failed"),
+            e.contains(
+                "`result`: `done` is not one of published, up-to-date, no-mapping, refused, failed"
+            ),
             "{e}"
         );
         fs::write(&p, "[]").unwrap();
