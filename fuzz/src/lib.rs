@@ -28,6 +28,8 @@ pub mod json;
 pub mod oci;
 #[path = "../../agent/src/registry.rs"]
 pub mod registry;
+#[path = "../../agent/src/policy/mod.rs"]
+pub mod policy;
 
 /// A scratch file for parsers that read a path: one per process (libFuzzer
 /// runs one input at a time per process).
