@@ -290,4 +290,24 @@ pub struct GenerateArgs {
         help_heading = "Check"
     )]
     pub check_kernel: Option<String>,
+
+    /// Warn (before writing) when a node with this containers-policy.json
+    /// would refuse a config's image: the embedded agent resolves the image
+    /// at its registry and checks its signatures as a node's pull would
+    /// (`verify --signatures-only`). Needs the registry; with kernel
+    /// variables in the image, also --policy-kernel.
+    #[arg(long, value_name = "FILE", help_heading = "Check")]
+    pub policy: Option<PathBuf>,
+    /// registries.d for --policy's `use-sigstore-attachments`
+    /// [default: /etc/containers/registries.d].
+    #[arg(long, value_name = "DIR", requires = "policy", help_heading = "Check")]
+    pub policy_registries_d: Option<PathBuf>,
+    /// The kernel release whose image --policy checks.
+    #[arg(
+        long,
+        value_name = "RELEASE",
+        requires = "policy",
+        help_heading = "Check"
+    )]
+    pub policy_kernel: Option<String>,
 }

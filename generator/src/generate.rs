@@ -39,22 +39,29 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     if let Some(release) = &args.explain_kernel {
         return explain(&all, release);
     }
-    if let Some(layout) = &args.check_image {
+    if args.check_image.is_some() || args.policy.is_some() {
         // The agent to run must be this machine's: --agent only when it is.
         let host_arch = matches!(
             (args.arch, std::env::consts::ARCH),
             (agent::Arch::X86_64, "x86_64") | (agent::Arch::Aarch64, "aarch64")
         );
+        let agent = args.agent.as_deref().filter(|_| host_arch);
         let configs: Vec<(&str, String)> = all
             .iter()
             .map(|l| (l.name.as_str(), l.config.to_toml()))
             .collect();
-        crate::verify::check_configs(
-            args.agent.as_deref().filter(|_| host_arch),
-            layout,
-            args.check_kernel.as_deref(),
-            &configs,
-        )?;
+        if let Some(layout) = &args.check_image {
+            crate::verify::check_configs(agent, layout, args.check_kernel.as_deref(), &configs)?;
+        }
+        if let Some(policy) = &args.policy {
+            crate::verify::warn_policy(
+                agent,
+                policy,
+                args.policy_registries_d.as_deref(),
+                args.policy_kernel.as_deref(),
+                &configs,
+            )?;
+        }
     }
     let several = all.len() > 1;
     if several {

@@ -39,23 +39,12 @@ pub fn check_configs(
     configs: &[(&str, String)],
 ) -> Result<()> {
     with_agent(agent, |path| {
-        let dir = path.parent().context("the agent's directory")?;
         for (name, toml) in configs {
-            let cfg = dir.join(format!("{name}.toml"));
-            fs::write(&cfg, toml).with_context(|| format!("writing {}", cfg.display()))?;
-            let mut cmd = std::process::Command::new(path);
-            cmd.arg("verify")
-                .arg("--config")
-                .arg(&cfg)
-                .arg("--oci-layout")
-                .arg(layout);
+            let mut args = vec![OsString::from("--oci-layout"), layout.into()];
             if let Some(k) = kernel {
-                cmd.args(["--kernel-release", k]);
+                args.extend(["--kernel-release".into(), k.into()]);
             }
-            let out = cmd
-                .output()
-                .with_context(|| format!("running {}", path.display()))?;
-            let text = String::from_utf8_lossy(&out.stdout);
+            let (out, text) = agent_verify(path, name, toml, &args)?;
             if !out.status.success() {
                 let mut fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
                 if fails.is_empty() {
@@ -75,6 +64,76 @@ pub fn check_configs(
         }
         Ok(())
     })
+}
+
+/// `generate --policy`: the agent's `verify --signatures-only` of each
+/// config's image against `policy`; a warning per image a node with that
+/// policy would refuse (the MachineConfig is still written: the image may
+/// be signed before the rollout).
+pub fn warn_policy(
+    agent: Option<&Path>,
+    policy: &Path,
+    registries_d: Option<&Path>,
+    kernel: Option<&str>,
+    configs: &[(&str, String)],
+) -> Result<()> {
+    with_agent(agent, |path| {
+        for (name, toml) in configs {
+            let mut args = vec![
+                OsString::from("--policy"),
+                policy.into(),
+                "--signatures-only".into(),
+            ];
+            if let Some(d) = registries_d {
+                args.extend(["--registries-d".into(), d.into()]);
+            }
+            if let Some(k) = kernel {
+                args.extend(["--kernel-release".into(), k.into()]);
+            }
+            let (out, text) = agent_verify(path, name, toml, &args)?;
+            let line = |prefix: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .map(|l| l[prefix.len()..].trim().to_string())
+            };
+            match (out.status.success(), line("ok   policy:")) {
+                (true, Some(ok)) => eprintln!(
+                    "kmm-day1: --policy {}: config `{name}`: {ok}",
+                    policy.display()
+                ),
+                _ => {
+                    let why = line("FAIL").unwrap_or_else(|| text.trim().to_string());
+                    crate::warn(&format!(
+                        "--policy {}: nodes with this policy would refuse the image of config `{name}`: {why}",
+                        policy.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The agent at `path` verifying config `name` (its TOML written beside
+/// the agent) with `args`; its exit and stdout.
+fn agent_verify(
+    path: &Path,
+    name: &str,
+    toml: &str,
+    args: &[OsString],
+) -> Result<(std::process::Output, String)> {
+    let dir = path.parent().context("the agent's directory")?;
+    let cfg = dir.join(format!("{name}.toml"));
+    fs::write(&cfg, toml).with_context(|| format!("writing {}", cfg.display()))?;
+    let out = std::process::Command::new(path)
+        .arg("verify")
+        .arg("--config")
+        .arg(&cfg)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", path.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok((out, text))
 }
 
 /// Write this machine's agent (`agent` if given, else the embedded one) to

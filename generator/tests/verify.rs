@@ -206,3 +206,125 @@ fn generate_check_image_refuses_a_parameter_the_module_lacks() {
     let written = std::fs::read_to_string(work.join("out.toml")).unwrap();
     assert!(written.contains("numdummies=2"), "{written}");
 }
+
+/// `generate --policy` asks the agent what a node with that policy would
+/// decide: a warning (and the output still written) for an unsigned image,
+/// the allowing scope once a signature made by tests/support/cosign-sign.py
+/// (Python's `cryptography`) is pushed.
+#[test]
+fn generate_policy_warns_when_nodes_would_refuse_the_image() {
+    use kmm_day1_tests::registry::{self, Format, Registry, Setup};
+    let Some(agent) = static_agent("x86_64") else {
+        return;
+    };
+    let crypto = Command::new("python3")
+        .args(["-c", "import cryptography.hazmat.primitives.asymmetric.ec"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !cfg!(target_arch = "x86_64")
+        || !require_tool("umoci")
+        || !require_tool("depmod")
+        || !require_tool("skopeo")
+        || !registry::tools_available()
+        || !crypto
+    {
+        return;
+    }
+    let Some(t) = kernel_tree::debian() else {
+        return;
+    };
+    let sign = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/support/cosign-sign.py"
+    );
+    let work = kmm_day1_tests::scratch::TempDir::new("gen-policy").unwrap();
+    let layout = work.join("layout");
+    kmm_image(
+        &layout,
+        "v1",
+        &t.modules,
+        &t.release,
+        &["kernel/drivers/net/dummy.ko"],
+        &[],
+    )
+    .unwrap();
+    let reg = Registry::start(Setup::default()).unwrap();
+    let digest = reg
+        .push_layout(&layout, "v1", "acme/drv:v1", Format::Oci)
+        .unwrap();
+    kmm_day1_tests::run(
+        Command::new("python3")
+            .arg(sign)
+            .arg("keygen")
+            .arg(work.join("a")),
+    );
+    let policy = work.join("policy.json");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"{}/acme":[{{"type":"sigstoreSigned","keyPath":"{}"}}]}}}}}}"#,
+            reg.host(),
+            work.join("a.pub").display()
+        ),
+    )
+    .unwrap();
+    let regd = work.join("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("on.yaml"),
+        "default-docker:\n  use-sigstore-attachments: true\n",
+    )
+    .unwrap();
+    let cfg = work.join("drv.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "image = \"{}/acme/drv:v1\"\nmodules = [\"dummy\"]\n[pull]\ninsecure = true\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let generate = || -> (Output, bool) {
+        let out = work.join("out.toml");
+        let _ = std::fs::remove_file(&out);
+        let o = Command::new(KMM_DAY1)
+            .args(["generate", "--format", "config", "--arch", "x86_64"])
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--agent")
+            .arg(&agent)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--policy-registries-d")
+            .arg(&regd)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .unwrap();
+        (o, out.exists())
+    };
+    let (o, written) = generate();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && written, "{err}");
+    assert!(
+        err.contains("nodes with this policy would refuse the image of config `drv`: policy: ")
+            && err.contains("no signature: a sigstore signature is required"),
+        "{err}"
+    );
+    kmm_day1_tests::run(
+        Command::new("python3")
+            .arg(sign)
+            .args(["push", &reg.host(), "acme/drv", &digest, "--sign"])
+            .arg(work.join("a.key"))
+            .arg(format!("{}/acme/drv:v1", reg.host())),
+    );
+    let (o, written) = generate();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && written, "{err}");
+    assert!(
+        err.contains("config `drv`: allowed by")
+            && err.contains("sigstoreSigned (key ")
+            && !err.contains("would refuse"),
+        "{err}"
+    );
+}
