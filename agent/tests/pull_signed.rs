@@ -146,6 +146,11 @@ impl World {
         run(cmd.args(extra));
     }
 
+    /// Sign the image this world pushed, in its own registry.
+    fn sign_image(&self, sigs: &[(&str, &str)], extra: &[&str]) {
+        self.sign(&self.reg, "acme/drv", &self.digest, sigs, extra);
+    }
+
     /// `pull` (or another command) with /etc/containers covered by this
     /// case's files.
     fn agent(&self, node: &Node, verb: &str) -> Output {
@@ -235,13 +240,7 @@ fn a_signed_image_is_published_and_status_says_what_decided() {
         return;
     };
     w.policy(&signed_policy(KEY_A, ""));
-    w.sign(
-        &w.reg,
-        "acme/drv",
-        &w.digest,
-        &[("a", "{HOST}/acme/drv:v1")],
-        &[],
-    );
+    w.sign_image(&[("a", "{HOST}/acme/drv:v1")], &[]);
     let out = w.pull();
     w.assert_published(&out);
     let err = stderr(&out);
@@ -261,13 +260,7 @@ fn several_keys_of_which_one_signed() {
     let Some(w) = World::new("sig-keys") else {
         return;
     };
-    w.sign(
-        &w.reg,
-        "acme/drv",
-        &w.digest,
-        &[("a", "{HOST}/acme/drv:v1")],
-        &[],
-    );
+    w.sign_image(&[("a", "{HOST}/acme/drv:v1")], &[]);
     // Without the signer's key the same signature is refused ...
     w.policy(&signed_policy(r#""keyPaths":["{KEYS}/b.pub"]"#, ""));
     w.assert_refused(&w.pull(), "bad signature");
@@ -296,13 +289,7 @@ fn unsigned_wrong_key_and_moved_tag_are_refused() {
     );
 
     // Signed, by a key the policy does not trust.
-    w.sign(
-        &w.reg,
-        "acme/drv",
-        &w.digest,
-        &[("b", "{HOST}/acme/drv:v1")],
-        &[],
-    );
+    w.sign_image(&[("b", "{HOST}/acme/drv:v1")], &[]);
     w.assert_refused(
         &w.pull(),
         "bad signature: it does not verify with the key of the policy",
@@ -342,13 +329,7 @@ fn a_wrong_identity_is_refused_under_each_signed_identity() {
     };
     // Signed for another repository: no signedIdentity accepts it for
     // `acme/drv:v1` (the remap maps a prefix the image is not under).
-    w.sign(
-        &w.reg,
-        "acme/drv",
-        &w.digest,
-        &[("a", "{HOST}/acme/other:v1")],
-        &[],
-    );
+    w.sign_image(&[("a", "{HOST}/acme/other:v1")], &[]);
     for identity in [
         r#"{"type":"matchExact"}"#,
         r#"{"type":"matchRepoDigestOrExact"}"#,
@@ -369,13 +350,7 @@ fn a_wrong_identity_is_refused_under_each_signed_identity() {
         );
     }
     // And the repository-wide one accepts a signature for another tag.
-    w.sign(
-        &w.reg,
-        "acme/drv",
-        &w.digest,
-        &[("a", "{HOST}/acme/drv:v0")],
-        &[],
-    );
+    w.sign_image(&[("a", "{HOST}/acme/drv:v0")], &[]);
     w.policy(&signed_policy(
         KEY_A,
         r#","signedIdentity":{"type":"matchRepository"}"#,
@@ -441,13 +416,7 @@ fn huge_or_crowded_signature_manifests_are_bounded() {
         ),
         (["--pad", "70000"], "is larger than 65536 bytes"),
     ] {
-        w.sign(
-            &w.reg,
-            "acme/drv",
-            &w.digest,
-            &[("a", "{HOST}/acme/drv:v1")],
-            &extra,
-        );
+        w.sign_image(&[("a", "{HOST}/acme/drv:v1")], &extra);
         let out = w.pull();
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         assert!(stderr(&out).contains(why), "{}", stderr(&out));
@@ -557,13 +526,7 @@ fn verify_checks_the_signatures_against_a_given_policy() {
         "{text}"
     );
     assert!(!text.contains("layer 1/"), "{text}");
-    w.sign(
-        &w.reg,
-        "acme/drv",
-        &w.digest,
-        &[("a", "{HOST}/acme/drv:v1")],
-        &[],
-    );
+    w.sign_image(&[("a", "{HOST}/acme/drv:v1")], &[]);
     let out = verify();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}");
