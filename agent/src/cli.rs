@@ -33,6 +33,8 @@ pub struct PullOpts {
     pub no_reboot: bool,
     /// Take the image from this OCI image layout instead of the registry.
     pub oci_layout: Option<PathBuf>,
+    /// Pull for the staged OS deployment's kernels (never reboots).
+    pub staged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -143,6 +145,9 @@ Usage: kmm-day1-agent pull [OPTIONS]
 
 Options:
       --no-reboot            Never reboot, whatever the config says
+      --staged               Pull for the kernels of the OS deployment rpm-ostree staged for
+                             the next boot instead (kmm-day1-pull-staged.service, at
+                             shutdown); never reboots
       --oci-layout DIR       Take the image from this OCI image layout (its tag or digest)
                              instead of the registry (air-gapped nodes, tests)
 ";
@@ -281,6 +286,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
     let mut common = Common::default();
     let mut oci_layout = None;
     let (mut no_reboot, mut dry_run, mut json, mut modules_root) = (false, false, false, None);
+    let mut staged = false;
     let mut host_modules_root = None;
     while let Some(arg) = parser.next()? {
         match arg {
@@ -294,6 +300,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
                 common.kernel_release = Some(parser.value()?.string()?);
             }
             Long("no-reboot") if sub == "pull" => no_reboot = true,
+            Long("staged") if sub == "pull" => staged = true,
             Long("image") if sub == "verify" => verify.image = Some(parser.value()?.string()?),
             Long("module") if sub == "verify" => verify.modules.push(parser.value()?.string()?),
             Long("config") if sub == "verify" => verify.config = Some(parser.value()?.into()),
@@ -339,6 +346,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command> {
             common,
             no_reboot,
             oci_layout,
+            staged,
         }),
         "replace" => {
             if json && !dry_run {
@@ -408,6 +416,7 @@ mod tests {
                 },
                 no_reboot: true,
                 oci_layout: None,
+                staged: false,
             })
         );
         let Command::Replace(r) = p(&[

@@ -33,6 +33,9 @@ mod modinfo;
 mod modprobe;
 /// Module trees (modules.dep, softdep, alias, builtin) and /proc/modules.
 mod modules;
+/// Where the node is in its life: the staged OS deployment's kernels,
+/// whether it has joined the cluster (the reboot decisions).
+mod node;
 /// sd_notify: `STATUS=` lines and `READY=1` for the Type=notify units.
 mod notify;
 /// The OCI image model (manifests, indexes, platforms, digests) and the
@@ -89,10 +92,15 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", cli::version());
             Ok(ExitCode::SUCCESS)
         }
-        cli::Command::Pull(opts) => pull::run(
-            &context::RunContext::from_common(&opts.common)?,
-            &pull::Settings::from_opts(&opts),
-        ),
+        cli::Command::Pull(opts) => {
+            let run = context::RunContext::from_common(&opts.common)?;
+            let settings = pull::Settings::from_opts(&opts);
+            if settings.staged {
+                pull::run_staged(&run, &settings)
+            } else {
+                pull::run(&run, &settings)
+            }
+        }
         cli::Command::Replace(opts) => replace::run(
             &context::RunContext::from_common(&opts.common)?,
             &replace::Settings::from_opts(&opts),

@@ -104,6 +104,8 @@ pub struct Settings {
     pub no_reboot: bool,
     /// Take the image from this OCI layout instead of the registry.
     pub oci_layout: Option<PathBuf>,
+    /// Pull for the kernels of the staged OS deployment instead.
+    pub staged: bool,
 }
 
 impl Settings {
@@ -111,8 +113,87 @@ impl Settings {
         Settings {
             no_reboot: o.no_reboot,
             oci_layout: o.oci_layout.clone(),
+            staged: o.staged,
         }
     }
+}
+
+/// `pull --staged`: for each kernel of the deployment rpm-ostree staged for
+/// the next boot, and each config, pull what the store lacks, so that boot
+/// swaps with no reboot of ours (docs/upgrades.md). Runs in the shutdown
+/// of the MCO's reboot (kmm-day1-pull-staged.service's `ExecStop=`),
+/// bounded by the largest `pull.shutdown_timeout_secs`; never reboots or
+/// swaps live (the kernel is not running yet).
+pub fn run_staged(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let root = crate::node::root();
+    let pending = crate::node::pending(&root, &run.kernel)?;
+    if pending.is_empty() || run.configs.is_empty() {
+        log::info!(
+            "no staged deployment with a kernel other than {}: nothing to pull before the next boot",
+            run.kernel
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lock = run.store.lock()?;
+    publish::clean_stale(&lock, &run.store)?;
+    let secs = run
+        .configs
+        .iter()
+        .map(|(_, c)| c.pull.shutdown_timeout_secs)
+        .max()
+        .unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(secs.into());
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for p in &pending {
+        for (name, cfg) in &run.configs {
+            let line = if run.store.current_tree(name, &p.kernel).is_some() {
+                format!("{name}: already in the store")
+            } else {
+                let o = pull_config(&lock, run, (name, cfg), &p.kernel, opts, deadline)?;
+                failed |= matches!(o.result, PullResult::Failed | PullResult::Refused);
+                match o.result {
+                    PullResult::Failed | PullResult::Refused => {
+                        format!(
+                            "{name}: {} (the error is on the line above)",
+                            o.result.as_str()
+                        )
+                    }
+                    _ => format!("{name}: {}", o.message),
+                }
+            };
+            lines.push(format!("kernel {} of {}: {line}", p.kernel, p.deployment));
+        }
+    }
+    let fields = [
+        ("MESSAGE_ID", log::id::PULL_SUMMARY),
+        ("KMM_DAY1_KERNEL", pending[0].kernel.as_str()),
+        ("KMM_DAY1_DEPLOYMENT", pending[0].deployment.as_str()),
+        ("KMM_DAY1_RESULT", if failed { "failed" } else { "ok" }),
+    ];
+    let (p, after) = if failed {
+        (
+            log::Priority::Error,
+            "that kernel boots on the in-tree driver and pulls after boot",
+        )
+    } else {
+        (log::Priority::Notice, "the next boot swaps with no reboot")
+    };
+    log::send(
+        p,
+        &fields,
+        format_args!(
+            "staged pull in {}s (budget {secs}s): {}; {after}",
+            Tenths::of(t0.elapsed()),
+            lines.join("; ")
+        ),
+    );
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
@@ -142,8 +223,12 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     // Config, image and digest of the summary line, when there is one config.
     let mut last_fields: [String; 3] = Default::default();
     let node = crate::kernel::Real::new();
+    // Rebooting a node that runs workloads is the MCO's job (drained,
+    // within maxUnavailable): after joining, the swap waits for its reboot.
+    let joined = crate::node::joined(&crate::node::root());
+    let mut waiting = Vec::new();
     for (name, cfg) in configs {
-        let outcome = pull_config(&lock, run, name, cfg, opts, deadline)?;
+        let outcome = pull_config(&lock, run, (name, cfg), kver, opts, deadline)?;
         // A tree this node's hardware gate would not swap in asks for no
         // reboot and no live swap (docs/config.md, require_device).
         let no_device = if outcome.fresh {
@@ -171,6 +256,9 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
             _ if !outcome.fresh || no_device.is_some() => {}
             _ if opts.no_reboot => {}
             _ => match cfg.pull.after_pull {
+                AfterPull::Reboot if joined && !cfg.pull.reboot_joined_node => {
+                    waiting.push(name.clone())
+                }
                 AfterPull::Reboot => {
                     reboot_for.push((name.clone(), cfg.pull.max_reboots_per_kernel))
                 }
@@ -182,6 +270,13 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     if failed.is_empty() {
         // Every needed blob is in a tree now; nothing to resume.
         publish::clear_blobs(&lock, store)?;
+    }
+    if !waiting.is_empty() {
+        summaries.push(format!(
+            "no reboot for {}: the node has joined the cluster (/{} exists), so the swap waits for the next reboot the MCO orders (or set pull.after_pull = \"live\")",
+            waiting.join(", "),
+            crate::node::KUBELET_CLIENT_CERT
+        ));
     }
 
     // Counted under the lock, requested once everything else is done.
@@ -275,20 +370,22 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
     }
 }
 
-/// One config's pull: the work, its journal line (failures and new
-/// trees; the quiet outcomes are in the summary line) and pull.json.
+/// One config's pull for kernel `kver`: the work, its journal line
+/// (failures and new trees; the quiet outcomes are in the summary line) and
+/// its state file: pull.json for the running kernel, `<kver>/pull.json`
+/// for a staged one.
 fn pull_config(
     lock: &StoreLock,
     run: &RunContext,
-    name: &str,
-    cfg: &NodeConfig,
+    (name, cfg): (&str, &NodeConfig),
+    kver: &str,
     opts: &Settings,
     deadline: Instant,
 ) -> Result<Outcome> {
-    let (kver, store) = (run.kernel.as_str(), &run.store);
+    let store = &run.store;
     let started = units::now_rfc3339();
     let t_config = Instant::now();
-    let outcome = match pull_one(store, lock, name, cfg, kver, opts, deadline) {
+    let outcome = match pull_one(store, lock, name, cfg, kver, &run.kernel, opts, deadline) {
         Ok(o) => o,
         Err(e) => Outcome {
             // Journal lines and status name the image even on failure.
@@ -338,7 +435,14 @@ fn pull_config(
             ),
         );
     }
-    let path = store.pull_state_path(name);
+    let path = if kver == run.kernel {
+        store.pull_state_path(name)
+    } else {
+        store.kernel_dir(name, kver).join(store::PULL_STATE)
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let prev: PullState = state::load(&path).ok().flatten().unwrap_or_default();
     let st = outcome.state(prev, kver, started, t_config.elapsed());
     state::save(lock, &path, &st)?;
@@ -392,12 +496,14 @@ fn request_reboot() -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pull_one(
     store: &Store,
     lock: &StoreLock,
     name: &str,
     cfg: &NodeConfig,
     kver: &str,
+    running: &str,
     opts: &Settings,
     deadline: Instant,
 ) -> Result<Outcome> {
@@ -483,7 +589,7 @@ fn pull_one(
     }
     if publish::complete_tree(&kdir, &hex).is_some() {
         let previous = publish::swap_current(lock, &kdir, &store::tree_name(&hex))?;
-        publish::gc(lock, store, name, kver, previous.as_deref())?;
+        publish::gc(lock, store, name, kver, running, previous.as_deref())?;
         outcome.result = PullResult::Published;
         outcome.fresh = true;
         outcome.message = format!(
@@ -522,7 +628,7 @@ fn pull_one(
         let _ = fs::remove_dir_all(&tmp);
     }
     let (meta, previous, download_secs) = result?;
-    publish::gc(lock, store, name, kver, previous.as_deref())?;
+    publish::gc(lock, store, name, kver, running, previous.as_deref())?;
     outcome.result = PullResult::Published;
     outcome.fresh = true;
     outcome.downloaded = total;

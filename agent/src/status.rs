@@ -143,8 +143,25 @@ pub struct ConfigStatus {
     pub crash_guard: Option<CrashGuard>,
     /// What the agent does next, as one sentence.
     pub next_action: String,
+    /// The kernels of the OS deployment staged for the next boot, and
+    /// where this config stands for each (empty when nothing is staged).
+    pub pending_kernels: Vec<PendingKernel>,
     /// A config or state file that could not be read.
     pub error: Option<String>,
+}
+
+/// One kernel of the staged deployment, for one config.
+#[derive(Debug, Serialize)]
+pub struct PendingKernel {
+    pub kernel: String,
+    /// `<stateroot>/<checksum>.<serial>`.
+    pub deployment: String,
+    /// `pulled`, `not-yet`, `failed` or `no-mapping`.
+    pub state: &'static str,
+    /// The stored tree's manifest digest (`pulled`).
+    pub digest: Option<String>,
+    /// The failure (`failed`), or what happens next.
+    pub message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,11 +239,24 @@ pub fn collect(ctx: &RunContext, kernel: &Real) -> Result<Report> {
         kver: &ctx.kernel,
         kernel: kernel.has_module_sysfs().then_some(kernel),
         boot_id: boot_id.as_deref(),
+        joined: crate::node::joined(&crate::node::root()),
     };
+    let pending = crate::node::pending(&crate::node::root(), &ctx.kernel);
     let configs: Vec<ConfigStatus> = ctx
         .configs
         .iter()
-        .map(|(name, cfg)| config_status(&env, name, cfg))
+        .map(|(name, cfg)| {
+            let mut st = config_status(&env, name, cfg);
+            match &pending {
+                Ok(p) => pending_status(&env, name, cfg, p, &mut st),
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    st.error = Some(st.error.map_or(e.clone(), |o| format!("{o}; {e}")));
+                    st.health = st.health.max(Health::Degraded);
+                }
+            }
+            st
+        })
         .collect();
     let health = configs
         .iter()
@@ -262,6 +292,50 @@ struct Env<'a> {
     /// The kernel's per-module sysfs, when this system has one.
     kernel: Option<&'a Real>,
     boot_id: Option<&'a str>,
+    /// The node has joined the cluster: no reboot of ours (`node::joined`).
+    joined: bool,
+}
+
+/// Fills `pending_kernels`; a failed pull for one of them makes the
+/// config degraded (that kernel would boot on the in-tree driver).
+fn pending_status(
+    env: &Env<'_>,
+    name: &str,
+    cfg: &NodeConfig,
+    pending: &[crate::node::Pending],
+    st: &mut ConfigStatus,
+) {
+    for p in pending {
+        let k = p.kernel.as_str();
+        let mut pk = PendingKernel {
+            kernel: p.kernel.clone(),
+            deployment: p.deployment.clone(),
+            state: "not-yet",
+            digest: None,
+            message:
+                "pulled in the shutdown before the reboot into it (kmm-day1-pull-staged.service)"
+                    .into(),
+        };
+        let last: Option<PullState> =
+            state::load(&env.store.kernel_dir(name, k).join(crate::store::PULL_STATE))
+                .ok()
+                .flatten();
+        if !matches!(cfg.resolve(name, k), Ok(Some(_))) {
+            pk.state = "no-mapping";
+            pk.message = format!("none: no kernel mapping matches kernel {k}");
+        } else if let Ok(Some(meta)) = env.store.current_meta(name, k) {
+            pk.state = "pulled";
+            pk.digest = Some(meta.digest);
+            pk.message = "the first boot of this kernel swaps with no reboot".into();
+        } else if let Some(l) =
+            last.filter(|l| matches!(l.result, PullResult::Failed | PullResult::Refused))
+        {
+            pk.state = "failed";
+            pk.message = l.message;
+            st.health = st.health.max(Health::Degraded);
+        }
+        st.pending_kernels.push(pk);
+    }
 }
 
 fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
@@ -284,6 +358,7 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
         max_reboots: cfg.pull.max_reboots_per_kernel,
         crash_guard: None,
         next_action: String::new(),
+        pending_kernels: Vec::new(),
         error: None,
     };
     let mut errors = Vec::new();
@@ -492,6 +567,12 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
                 if q.boots.len() == 1 { "" } else { "s" },
                 q.boots_line()
             )
+        } else if st.state == State::Pulled
+            && env.joined
+            && cfg.pull.after_pull == AfterPull::Reboot
+            && !cfg.pull.reboot_joined_node
+        {
+            "swap at the next reboot the MCO orders: the node has joined the cluster, kmm-day1 does not reboot it (pull.reboot_joined_node)".to_string()
         } else if st.state == State::Pulled {
             after.to_string()
         } else if st.state == State::NoDevice {
@@ -683,6 +764,20 @@ pub fn render(r: &Report) -> String {
                     .as_deref()
                     .map(|t| format!(", last confirmed at {t}"))
                     .unwrap_or_default()
+            );
+        }
+        for p in &c.pending_kernels {
+            let _ = writeln!(
+                s,
+                "  staged:   kernel {} ({}): {}{}: {}",
+                p.kernel,
+                p.deployment,
+                p.state,
+                p.digest
+                    .as_deref()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default(),
+                p.message
             );
         }
         if let Some(e) = &c.error {

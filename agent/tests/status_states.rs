@@ -31,6 +31,7 @@ fn status(node: &Node, kver: &str, sys: &Path, json: bool) -> Output {
         .arg(kver)
         .arg("--sys-root")
         .arg(sys)
+        .env("KMM_DAY1_NODE_ROOT", node.config_dir.join("no-node-root"))
         .env_remove("JOURNAL_STREAM");
     if json {
         cmd.arg("--json");
@@ -433,6 +434,7 @@ fn json_shape_is_pinned() {
             "modules",
             "name",
             "next_action",
+            "pending_kernels",
             "pulled_at",
             "reboots",
             "source",

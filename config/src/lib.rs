@@ -64,7 +64,9 @@ pub enum ConfigError {
 #[serde(rename_all = "lowercase")]
 pub enum AfterPull {
     /// Reboot so the replace unit swaps the module early in the next boot,
-    /// before anything uses the in-tree driver (the safe default).
+    /// before anything uses the in-tree driver (the safe default) — only
+    /// while the node has not joined the cluster, unless
+    /// `pull.reboot_joined_node` says so (docs/upgrades.md#the-reboot-guard).
     #[default]
     Reboot,
     /// Swap the module immediately, without a reboot.
@@ -185,7 +187,17 @@ pub struct PullOptions {
     /// Reboots the agent may request for one kernel release before it gives
     /// up: a guard against an image that never yields a loadable tree.
     pub max_reboots_per_kernel: u32,
+    /// `after_pull = "reboot"` reboots a node that has joined the cluster
+    /// too: undrained, outside the MCO's `maxUnavailable`. Off by default.
+    pub reboot_joined_node: bool,
+    /// Seconds the pull for a staged deployment's kernel may take in the
+    /// shutdown of the reboot into it (kmm-day1-pull-staged.service).
+    pub shutdown_timeout_secs: u32,
 }
+
+/// `pull.shutdown_timeout_secs` bounds: the unit's `TimeoutStopSec=` is
+/// 1260 s, and systemd's reboot.target gives the whole shutdown 30 min.
+pub const SHUTDOWN_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 10..=1200;
 
 impl Default for PullOptions {
     fn default() -> Self {
@@ -196,6 +208,8 @@ impl Default for PullOptions {
             ca_dir: None,
             after_pull: AfterPull::Reboot,
             max_reboots_per_kernel: 2,
+            reboot_joined_node: false,
+            shutdown_timeout_secs: 300,
         }
     }
 }
@@ -260,8 +274,15 @@ impl PullOptions {
             "ca_dir",
             "after_pull",
             "max_reboots_per_kernel",
+            "reboot_joined_node",
+            "shutdown_timeout_secs",
         ])?;
         let d = PullOptions::default();
+        let u32_or = |key: &str, default: u32| match t.get(key) {
+            None => Ok(default),
+            Some(v) => read::unsigned(v, u32::MAX.into(), "u32")
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        };
         Ok(PullOptions {
             auth_files: t.opt("auth_files", read::strings)?.unwrap_or(d.auth_files),
             insecure: t.opt("insecure", read::boolean)?.unwrap_or(d.insecure),
@@ -272,13 +293,11 @@ impl PullOptions {
             after_pull: t
                 .opt("after_pull", AfterPull::from_toml)?
                 .unwrap_or(d.after_pull),
-            max_reboots_per_kernel: match t.get("max_reboots_per_kernel") {
-                None => d.max_reboots_per_kernel,
-                Some(v) => {
-                    let n = read::unsigned(v, u32::MAX.into(), "u32")?;
-                    u32::try_from(n).unwrap_or(u32::MAX)
-                }
-            },
+            max_reboots_per_kernel: u32_or("max_reboots_per_kernel", d.max_reboots_per_kernel)?,
+            reboot_joined_node: t
+                .opt("reboot_joined_node", read::boolean)?
+                .unwrap_or(d.reboot_joined_node),
+            shutdown_timeout_secs: u32_or("shutdown_timeout_secs", d.shutdown_timeout_secs)?,
         })
     }
 }
@@ -608,6 +627,16 @@ impl NodeConfig {
                 format!(
                     "{} is more than 10; the guard exists to stop reboot loops",
                     self.pull.max_reboots_per_kernel
+                ),
+            ));
+        }
+        if !SHUTDOWN_TIMEOUT_RANGE.contains(&self.pull.shutdown_timeout_secs) {
+            return Err(invalid(
+                "pull.shutdown_timeout_secs",
+                format!(
+                    "{} is outside 10–1200: the reboot into a staged deployment waits for it, \
+                     and systemd forces the reboot after 30 min",
+                    self.pull.shutdown_timeout_secs
                 ),
             ));
         }

@@ -33,6 +33,8 @@ regexp = '^5\.14\.0-'
 auth_files = ["/var/lib/kubelet/config.json", "/etc/kmm-day1/auth.json"]
 after_pull = "live"
 max_reboots_per_kernel = 3
+reboot_joined_node = true
+shutdown_timeout_secs = 600
 
 [replace]
 max_unconfirmed_boots = 3
@@ -47,6 +49,8 @@ fn full_config_parses_with_defaults() {
     assert_eq!(c.module_root, "/opt");
     assert_eq!(c.pull.after_pull, AfterPull::Live);
     assert_eq!(c.pull.max_reboots_per_kernel, 3);
+    assert!(c.pull.reboot_joined_node);
+    assert_eq!(c.pull.shutdown_timeout_secs, 600);
     assert_eq!(c.replace.max_unconfirmed_boots, 3);
     assert_eq!(c.replace.confirm, ConfirmAt::Command);
     assert_eq!(c.replace.require_device, Some(false));
@@ -244,6 +248,8 @@ fn semantic_errors_name_the_key() {
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[[kernel_mappings]]\nregexp = 'a'\nliteral = 'b'\n", "`kernel_mappings[0]`: set exactly one"),
         ("modules = [\"m\"]\n[[kernel_mappings]]\nregexp = 'a'\n", "`kernel_mappings[0].image`: this mapping has no image"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[pull]\nmax_reboots_per_kernel = 100\n", "`pull.max_reboots_per_kernel`"),
+        ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[pull]\nshutdown_timeout_secs = 9\n", "`pull.shutdown_timeout_secs`: 9 is outside 10–1200"),
+        ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[pull]\nshutdown_timeout_secs = 1201\n", "`pull.shutdown_timeout_secs`: 1201 is outside 10–1200"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[replace]\nmax_unconfirmed_boots = 0\n", "`replace.max_unconfirmed_boots`: 0 is outside 1–10"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[replace]\nmax_unconfirmed_boots = 11\n", "`replace.max_unconfirmed_boots`: 11 is outside 1–10"),
         ("image = \"q.io/a/b:1\"\nmodules = [\"m\"]\n[pull]\nauth_files = [\"auth.json\"]\n", "`pull.auth_files[0]`"),

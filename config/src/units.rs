@@ -22,8 +22,13 @@ pub const PULL: Unit = Unit {
     contents: include_str!("../../systemd/kmm-day1-pull.service"),
 };
 
+pub const PULL_STAGED: Unit = Unit {
+    name: "kmm-day1-pull-staged.service",
+    contents: include_str!("../../systemd/kmm-day1-pull-staged.service"),
+};
+
 /// Every unit the generator installs, in a stable order.
-pub const ALL: [Unit; 2] = [REPLACE, PULL];
+pub const ALL: [Unit; 3] = [REPLACE, PULL, PULL_STAGED];
 
 #[cfg(test)]
 mod tests {
@@ -85,6 +90,47 @@ mod tests {
         assert_eq!(directive(&PULL, "DefaultDependencies"), ["no"]);
         // Still started at every boot, by multi-user.target.
         assert_eq!(directive(&PULL, "WantedBy"), ["multi-user.target"]);
+    }
+
+    /// The staged pull's work is its stop: the unit must be active by the
+    /// first-boot pivot, stop while the network and /var are still there
+    /// and before ostree finalizes, and stay active even if its start
+    /// failed (a failed unit's ExecStop= never runs).
+    #[test]
+    fn staged_pull_runs_at_the_reboot_into_the_staged_deployment() {
+        let u = &PULL_STAGED;
+        assert_eq!(
+            directive(u, "ExecStop"),
+            ["/usr/local/bin/kmm-day1-agent pull --staged"]
+        );
+        assert_eq!(
+            directive(u, "ExecStart"),
+            ["-/usr/local/bin/kmm-day1-agent pull --staged"]
+        );
+        assert_eq!(directive(u, "Type"), ["oneshot"]);
+        assert_eq!(directive(u, "RemainAfterExit"), ["yes"]);
+        assert_eq!(
+            directive(u, "After"),
+            [
+                "network-online.target ostree-finalize-staged.service",
+                "sysinit.target basic.target"
+            ]
+        );
+        assert_eq!(
+            directive(u, "Before"),
+            ["machine-config-daemon-firstboot.service", "shutdown.target"]
+        );
+        assert_eq!(directive(u, "Wants"), ["network-online.target"]);
+        assert_eq!(
+            directive(u, "RequiresMountsFor"),
+            ["/var/lib/kmm-day1 /usr/local/bin"]
+        );
+        assert_eq!(directive(u, "DefaultDependencies"), ["no"]);
+        // Above the agent's own bound, inside reboot.target's 30 min.
+        let max = *crate::SHUTDOWN_TIMEOUT_RANGE.end();
+        let t: u32 = directive(u, "TimeoutSec")[0].parse().unwrap();
+        assert!(t > max && t < 1800, "{t}");
+        assert!(directive(u, "ConditionPathExists").is_empty());
     }
 
     #[test]

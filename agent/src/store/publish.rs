@@ -152,13 +152,16 @@ fn remove(p: &Path) -> Result<()> {
 }
 
 /// After a publish for `name`/`kver`: keep `current` and `previous` trees of
-/// this kernel, this kernel's dir and the most recently published other
-/// kernel's (a rollback to it then needs no pull); remove the rest.
+/// this kernel, this kernel's dir, `running`'s (a pull for a staged
+/// kernel must not remove the tree the node runs) and the most recently
+/// published other kernel's (a rollback to it then needs no pull); remove
+/// the rest.
 pub fn gc(
     _lock: &StoreLock,
     store: &Store,
     name: &str,
     kver: &str,
+    running: &str,
     previous: Option<&str>,
 ) -> Result<()> {
     let kdir = store.kernel_dir(name, kver);
@@ -176,8 +179,8 @@ pub fn gc(
     let mut others: Vec<(SystemTime, PathBuf)> = Vec::new();
     for e in fs::read_dir(store.config_dir(name))?.flatten() {
         let p = e.path();
-        if e.file_name() == kver || !is_dir(&p) || e.file_name().to_string_lossy().starts_with('.')
-        {
+        let n = e.file_name();
+        if n == kver || n == running || !is_dir(&p) || n.to_string_lossy().starts_with('.') {
             continue;
         }
         let when = fs::symlink_metadata(p.join(CURRENT_LINK))
@@ -253,14 +256,19 @@ mod tests {
             assert_eq!(prev.is_some(), i > 0);
             assert!(!tmp.exists());
         }
-        // Another kernel's trees: the most recent one survives GC.
-        for (other, hex) in [("5.10.0-1-amd64", "d"), ("6.0.0-1-amd64", "e")] {
+        // Other kernels' trees: the most recent one survives GC, and the
+        // running kernel's (the oldest here) whatever its age.
+        for (other, hex) in [
+            ("4.19.0-1-amd64", "8"),
+            ("5.10.0-1-amd64", "d"),
+            ("6.0.0-1-amd64", "e"),
+        ] {
             let od = store.kernel_dir("sfc", other);
             fs::create_dir_all(od.join(tree_name(&hex.repeat(64)))).unwrap();
             std::os::unix::fs::symlink(tree_name(&hex.repeat(64)), od.join(CURRENT_LINK)).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        gc(&lock, &store, "sfc", k, prev.as_deref()).unwrap();
+        gc(&lock, &store, "sfc", k, "4.19.0-1-amd64", prev.as_deref()).unwrap();
         let mut left: Vec<_> = fs::read_dir(&kdir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -276,6 +284,7 @@ mod tests {
         );
         assert!(!store.kernel_dir("sfc", "5.10.0-1-amd64").exists());
         assert!(store.kernel_dir("sfc", "6.0.0-1-amd64").exists());
+        assert!(store.kernel_dir("sfc", "4.19.0-1-amd64").exists());
 
         // Crash leftovers go; complete trees and partial blobs stay.
         fs::create_dir_all(temp_tree(&kdir, &"f".repeat(64)).join("lib")).unwrap();

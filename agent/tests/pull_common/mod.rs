@@ -62,7 +62,10 @@ pub fn on_node<'a>(
         .arg("--store")
         .arg(store)
         .arg("--kernel-release")
-        .arg(kver);
+        .arg(kver)
+        // No staged deployment, not joined, whatever this host is; a test
+        // of those sets its own root after this.
+        .env("KMM_DAY1_NODE_ROOT", config_dir.join("no-node-root"));
     for var in [
         "JOURNAL_STREAM",
         "NOTIFY_SOCKET",
