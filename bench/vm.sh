@@ -8,7 +8,9 @@
 #      start to its job done in the journal;
 #   3. boot critical path: kernel start → network-pre.target
 #      (ActiveEnterTimestampMonotonic) with and without kmm-day1-replace.service,
-#      alternate boots.
+#      alternate boots;
+#   4. the install timeline with the first-boot pivot, in boots and guest
+#      seconds, with the staged pull and with the flow before it (below).
 # One QEMU process (TCG here), the tier-2 machinery of tests/vm: Debian systemd
 # guest (plus podman) configured by the real Ignition from the generator's
 # config, driver image pulled from the host registry by the agent.
@@ -195,5 +197,34 @@ if ((${#u_ms[@]} > 0)); then
     bench_row "VM boot: kmm-day1-replace.service start→end, on that path (n=${#u_ms[@]})" \
         "$(stats_ms "${u_ms[@]}")" "—" "—" "report the cost" "—"
 fi
+# 4. The install timeline (issue 20): first boot → the out-of-tree driver
+#    loaded by kmm-day1-replace, in boots and guest seconds (each earlier
+#    boot's length plus the last boot's time to the replace unit's end, from
+#    the guest's persistent journal), for the install with the first-boot
+#    pivot: the staged pull (new) against the same node with
+#    kmm-day1-pull-staged masked, the flow before it (old: the pull after the
+#    pivot reboots once more). The tests/vm scenario node-install-staged.
+install_ok=1
+timeline() { sed -n "s/^.*kmmtest: timeline: $1 //p" "$OUT/install-$1/node-install-staged/serial.log" 2>/dev/null | tr -d '\r' | tail -n 1; }
+if [[ $mode != --report ]]; then
+    for flow in new old; do
+        log "install timeline, $flow flow (tests/vm scenario node-install-staged)"
+        KMMTEST_INSTALL_FLOW=$flow KMM_DAY1_VM_OUT=$OUT/install-$flow \
+            "$VM_DIR/run" node-install-staged >&2 || install_ok=0
+    done
+fi
+new_t=$(timeline new) old_t=$(timeline old)
+if [[ -n $new_t && -n $old_t ]]; then
+    field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+    nb=$(field boots "$new_t") ns=$(field guest_seconds "$new_t")
+    ob=$(field boots "$old_t") os=$(field guest_seconds "$old_t")
+    bench_row "VM install timeline, first boot → out-of-tree driver loaded: staged pull vs the pull that reboots after the pivot" \
+        "$nb boots, $(printf '%.1f' "$ns") s" "$ob boots, $(printf '%.1f' "$os") s" \
+        "$((ob - nb)) boot fewer, $(awk -v a="$os" -v b="$ns" 'BEGIN { printf "%.1f", a - b }') s less" \
+        "one reboot, the MCO's" "$([[ $nb == 2 ]] && echo yes || echo no)"
+else
+    bench_row "VM install timeline: staged pull vs reboot after the pivot" "no data" "no data" "—" "one reboot, the MCO's" "no (see $OUT/install-*/node-install-staged/serial.log)"
+    install_ok=0
+fi
 log "section wall time $(elapsed "$t_start")s"
-[[ $result == pass ]]
+[[ $result == pass ]] && ((install_ok))

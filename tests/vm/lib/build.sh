@@ -4,6 +4,7 @@
 # Cache layout (/var/cache/kmm-day1-tests/vm or tests/vm/.cache; every entry is keyed by what it is
 # made from, written under a temporary name and renamed when complete):
 #   release                                 guest kernel release (written by tests/setup.d/40-vm.sh)
+#   release-previous                        the release before it in the same ABI series (40-vm.sh)
 #   kernel/<release>/image.deb              Debian's linux-image-<release>, never installed
 #   kernel/<release>/vmlinux                uncompressed kernel for PVH boot
 #   kernel/<release>/mods-<hash>/           in-tree module subset (lib/guest-modules.list) + depmod
@@ -12,16 +13,41 @@
 #   rootfs/<suite>-<hash>.img               tier 2: systemd rootfs (lib/tier2.sh)
 # Results go to tests/vm/.cache/out/<scenario>/ (serial.log, initrd, disks, result).
 
+# CUR_RELEASE: the kernel every scenario boots unless it asks for others;
+# PREV_RELEASE: the one before it, a real Debian build with its own headers,
+# for scenarios that model a node moving from one kernel to the next.
 vm_release() {
     if [[ -n "${KMM_DAY1_VM_KERNEL_RELEASE:-}" ]]; then
-        RELEASE=$KMM_DAY1_VM_KERNEL_RELEASE
+        CUR_RELEASE=$KMM_DAY1_VM_KERNEL_RELEASE
     elif [[ -s "$CACHE/release" ]]; then
-        RELEASE=$(<"$CACHE/release")
+        CUR_RELEASE=$(<"$CACHE/release")
     else
         die "no guest kernel in $CACHE: run tests/setup.d/40-vm.sh first"
     fi
+    if [[ -n "${KMM_DAY1_VM_PREV_KERNEL_RELEASE:-}" ]]; then
+        PREV_RELEASE=$KMM_DAY1_VM_PREV_KERNEL_RELEASE
+    elif [[ -s "$CACHE/release-previous" ]]; then
+        PREV_RELEASE=$(<"$CACHE/release-previous")
+    else
+        die "no previous guest kernel in $CACHE (release-previous): run tests/setup.d/40-vm.sh"
+    fi
+    RELEASE=$CUR_RELEASE
+    KDIR=$CACHE/kernel/$RELEASE
+}
+
+# use_kernel REL: RELEASE, KDIR, VMLINUX, MODS, TESTMODS and BASE_INITRD for
+# REL, built now when not cached. lib/images.sh reads RELEASE and TESTMODS,
+# so a scenario lays out another kernel's trees between two calls of this
+# (use_kernel "$PREV_RELEASE"; kmm_tree …; use_kernel "$CUR_RELEASE").
+use_kernel() {
+    RELEASE=$1
     KDIR=$CACHE/kernel/$RELEASE
     [[ -s $KDIR/image.deb ]] || die "$KDIR/image.deb is missing: run tests/setup.d/40-vm.sh"
+    build_vmlinux
+    # shellcheck disable=SC2119 # the default list; bench/vm.sh passes its own
+    build_module_subset
+    build_test_modules
+    build_base_initramfs
 }
 
 # A short content hash of files and strings, for cache keys.
@@ -71,6 +97,7 @@ build_vmlinux() {
 # tree of its own with depmod's indexes (the agent reads modules.dep and
 # modules.builtin from /lib/modules/<release> to put in-tree modules back).
 # $1: another list of module names (bench/vm.sh adds what podman needs).
+# shellcheck disable=SC2120 # called with a list by bench/vm.sh only
 build_module_subset() {
     local list=${1:-$VM_DIR/lib/guest-modules.list}
     MODS=$KDIR/mods-$(hash_of "$list" "$RELEASE")
@@ -163,13 +190,13 @@ file_is_static() {
     ! LC_ALL=C readelf -l "$1" 2>/dev/null | grep -q 'INTERP'
 }
 
+# Both kernels; RELEASE and the rest are left set to the current one, which
+# the tier-2 rootfs is built from.
 prepare_all() {
     vm_release
     # Leftovers of an interrupted build.
-    rm -rf "$KDIR"/.tmp.* "$CACHE"/testmods/.tmp.* "$CACHE"/initramfs/.tmp.*
-    build_vmlinux
-    build_module_subset
-    build_test_modules
-    build_base_initramfs
+    rm -rf "$CACHE"/kernel/*/.tmp.* "$CACHE"/testmods/.tmp.* "$CACHE"/initramfs/.tmp.*
+    use_kernel "$PREV_RELEASE"
+    use_kernel "$CUR_RELEASE"
     build_rootfs
 }

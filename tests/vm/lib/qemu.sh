@@ -8,11 +8,16 @@
 
 QEMU=${KMM_DAY1_VM_QEMU:-qemu-system-x86_64}
 
-# qemu_args ACCEL INITRD SERIAL_LOG: the options every guest gets.
+# qemu_base_args ACCEL INITRD SERIAL_LOG: the options every guest gets, with
+# the kernel in $VMLINUX (lib/build.sh use_kernel). The console is appended
+# to SERIAL_LOG, not truncated: a scenario that boots several kernels runs one
+# QEMU after another and keeps one log (commas in a path are doubled: QEMU's
+# option syntax).
 qemu_base_args() {
     local accel=$1 initrd=$2 serial=$3
     QARGS=(-M pc -m "${KMM_DAY1_VM_MEM:-512}" -smp 1 -nodefaults -no-user-config
-        -display none -monitor none -serial "file:$serial"
+        -display none -monitor none
+        -chardev "file,id=serial0,path=${serial//,/,,},append=on" -serial chardev:serial0
         -kernel "$VMLINUX" -initrd "$initrd"
         -device isa-debug-exit,iobase=0xf4,iosize=0x04)
     if [[ $accel == kvm ]]; then

@@ -5,12 +5,15 @@
 #   guest.sh   the body of the guest's /init (busybox ash, guest/lib.sh loaded,
 #              kmt_boot already done, kmt_finish called after it)
 #   host.sh    optional, sourced on the host before the boot; it may set
-#                SCN_BOOTS=N      boots expected in one QEMU process (reboots kept, default 1)
+#                SCN_BOOTS=N      boots expected in all (reboots kept, default 1)
+#                SCN_KERNELS=(…)  the kernel of each QEMU process, in order
+#                                 (default: the current release alone; see
+#                                 boot_phases)
 #                SCN_DISK_MB=N    attach a fresh ext4 virtio disk of N MiB (/dev/vda)
 #                SCN_AGENT=1      put the static agent at /usr/local/bin/kmm-day1-agent
 #                SCN_NET_PORT=P   network: the guest's 10.0.2.100:5000 reaches 127.0.0.1:P
 #                SCN_APPEND=…     extra kernel command line
-#                SCN_TIMEOUT=S    seconds before QEMU is killed
+#                SCN_TIMEOUT=S    seconds before a QEMU process is killed
 #                SCN_QEMU=(…)     extra QEMU arguments (a monitor socket)
 #                SCN_TIER=2       a systemd guest (lib/tier2.sh): guest.sh then runs
 #                                 from kmmtest-check.service once the agent's
@@ -158,6 +161,7 @@ run_scenario_inner() {
     local name=$1 sdir=$2 dir=$3
     SCN_TIER=1 SCN_BOOTS=1 SCN_DISK_MB=0 SCN_AGENT=0 SCN_NET_PORT='' SCN_APPEND='' SCN_TIMEOUT=${KMM_DAY1_VM_TIMEOUT:-180}
     SCN_QEMU=()
+    SCN_KERNELS=("$CUR_RELEASE")
     scenario_prepare() { :; }
     # shellcheck disable=SC2317 # called through the EXIT trap
     scenario_cleanup() { :; }
@@ -204,10 +208,9 @@ run_scenario_inner() {
     # Compressed, although it is small: after a systemd guest reboots, the
     # kernel took ~35 s to unpack an uncompressed archive in front of the
     # base one (3 s when it is gzip'd too); a tier-1 reboot did not show it.
-    { make_cpio "$dir/root" gz; cat "$BASE_INITRD"; } >"$dir/initrd"
-    qemu_base_args "$ACCEL" "$dir/initrd" "$dir/serial.log"
-    local args=("${QARGS[@]}")
-    ((SCN_BOOTS > 1)) || args+=(-no-reboot)
+    # Built once: every kernel's initrd is this + that kernel's base.
+    make_cpio "$dir/root" gz >"$dir/scenario.cpio.gz"
+    local args=()
     if ((SCN_TIER == 2)); then
         qemu-img create -q -f qcow2 -b "$ROOTFS_IMG" -F raw "$dir/disk.qcow2"
         args+=(-drive "file=$dir/disk.qcow2,format=qcow2,if=virtio,cache=unsafe")
@@ -221,33 +224,112 @@ run_scenario_inner() {
             -device virtio-net-pci,netdev=n0)
     fi
     args+=("${SCN_QEMU[@]}")
-    local append="console=ttyS0 panic=-1 loglevel=4 $SCN_APPEND"
 
-    local t0 rc=0
+    local t0 wall
     t0=$(date +%s.%N)
-    timeout -k 5 "$SCN_TIMEOUT" "$QEMU" "${args[@]}" -append "$append" >"$dir/qemu.log" 2>&1 || rc=$?
-    local wall boots
+    boot_phases "$name" "$dir" "${args[@]}"
     wall=$(elapsed "$t0")
-    boots=$(grep -c 'kmmtest: boot: ' "$dir/serial.log" 2>/dev/null || true)
 
-    local why=''
-    if ((rc == 124 || rc == 137)); then
-        why="timed out after ${SCN_TIMEOUT}s"
-    elif ((rc == 3)); then
-        why="the guest reported failures"
-    elif ((rc != 1)); then
-        why="QEMU exited $rc without a verdict from the guest (panic? see $dir/qemu.log)"
     # The verdict line: from /init on the console, or from the check unit
     # through the journal (tier 2: `[ uptime] check.sh[pid]: kmmtest: …`).
-    elif ! grep -aqE '(^|check\.sh\[[0-9]+\]: )kmmtest: result: PASS' "$dir/serial.log"; then
-        why="exit code says pass but the serial log has no PASS line"
-    elif ((boots != SCN_BOOTS)); then
-        why="$boots boots, expected $SCN_BOOTS"
+    if [[ -z $PHASE_WHY ]] && ! grep -aqE '(^|check\.sh\[[0-9]+\]: )kmmtest: result: PASS' "$dir/serial.log"; then
+        PHASE_WHY="exit code says pass but the serial log has no PASS line"
+    elif [[ -z $PHASE_WHY ]] && ((PHASE_BOOTS != SCN_BOOTS)); then
+        PHASE_WHY="$PHASE_BOOTS boots, expected $SCN_BOOTS"
     fi
-    if [[ -n $why ]]; then
-        log "$name: $why"
-        echo "fail $boots $wall" >"$dir/result"
+    if [[ -n $PHASE_WHY ]]; then
+        log "$name: $PHASE_WHY"
+        echo "fail $PHASE_BOOTS $wall" >"$dir/result"
         return 1
     fi
-    echo "pass $boots $wall" >"$dir/result"
+    echo "pass $PHASE_BOOTS $wall" >"$dir/result"
+}
+
+# boot_phases NAME DIR QEMU_ARG…: one QEMU process per entry of SCN_KERNELS,
+# in order, on the same disk (in QEMU_ARG…), each booting that release's
+# vmlinux with the scenario's archive + that release's base initramfs (its
+# /opt/kmmtest/release and module subset). A node's bootloader picks the
+# kernel of the next boot, QEMU cannot change it across a reboot: so every
+# process but the last runs with -no-reboot, and the guest's reboot ends it
+# (exit 0) and starts the next kernel's. The last one keeps reboots while more
+# boots are expected (SCN_BOOTS counts the boots of all of them). All
+# consoles go to DIR/serial.log, appended, so host_on_guest sees each line as
+# it comes. Sets PHASE_BOOTS (boots seen) and PHASE_WHY (why the scenario
+# failed, empty when the guest's exit says it passed and every boot ran the
+# kernel its phase asked for).
+boot_phases() {
+    local name=$1 dir=$2
+    shift 2
+    local n=${#SCN_KERNELS[@]} i rel what initrd off rc phase_boots booted t0 why ended
+    local -a qargs
+    PHASE_BOOTS=0 PHASE_WHY=''
+    ((n > 0)) || { PHASE_WHY="SCN_KERNELS is empty"; return 0; }
+    local append="console=ttyS0 panic=-1 loglevel=4 $SCN_APPEND"
+    for ((i = 0; i < n; i++)); do
+        rel=${SCN_KERNELS[i]}
+        use_kernel "$rel"
+        # One kernel: the file names of before SCN_KERNELS (docs/testing-vm.md).
+        what='' initrd=$dir/initrd
+        if ((n > 1)); then
+            what="phase $((i + 1))/$n (kernel $rel): "
+            initrd=$dir/initrd-$((i + 1))
+        fi
+        cat "$dir/scenario.cpio.gz" "$BASE_INITRD" >"$initrd"
+        qemu_base_args "$ACCEL" "$initrd" "$dir/serial.log"
+        qargs=("${QARGS[@]}" "$@")
+        if ((i < n - 1 || SCN_BOOTS - PHASE_BOOTS <= 1)); then
+            qargs+=(-no-reboot)
+        fi
+        off=0
+        if ((n > 1)); then
+            log "$name: phase $((i + 1))/$n: booting kernel $rel"
+            # A line of the host's between two processes, for a reader of the
+            # log (no grep of the harness or of a scenario matches it).
+            if [[ -s $dir/serial.log ]]; then
+                [[ -z $(tail -c 1 "$dir/serial.log") ]] || echo >>"$dir/serial.log"
+                off=$(stat -c %s "$dir/serial.log")
+            fi
+            echo "kmmtest-host: phase $((i + 1))/$n: QEMU with kernel $rel" >>"$dir/serial.log"
+        fi
+        t0=$(date +%s.%N)
+        rc=0
+        timeout -k 5 "$SCN_TIMEOUT" "$QEMU" "${qargs[@]}" -append "$append" >>"$dir/qemu.log" 2>&1 || rc=$?
+        phase_boots=$(tail -c +$((off + 1)) "$dir/serial.log" 2>/dev/null | grep -ac 'kmmtest: boot: ' || true)
+        PHASE_BOOTS=$((PHASE_BOOTS + phase_boots))
+        # The releases this process's boots report (kmt_boot: `uname -r`).
+        booted=$(tail -c +$((off + 1)) "$dir/serial.log" 2>/dev/null \
+            | sed -n 's/^.*kmmtest: boot: kernel \([^ ,]*\),.*$/\1/p' | sort -u | tr '\n' ' ')
+        booted=${booted% }
+
+        # A boot of another kernel is the first thing to say: every check
+        # after it is about the wrong kernel.
+        why=''
+        if ((phase_boots > 0)) && [[ $booted != "$rel" ]]; then
+            why="the guest booted kernel $booted, expected $rel"
+        elif ((rc == 124 || rc == 137)); then
+            why="timed out after ${SCN_TIMEOUT}s"
+        elif ((rc == 3)); then
+            why="the guest reported failures"
+        elif ((i < n - 1 && rc == 1)); then
+            why="the guest gave its verdict instead of rebooting into the next kernel (${SCN_KERNELS[i + 1]})"
+        elif ((i < n - 1 && rc != 0)) || ((i == n - 1 && rc != 1)); then
+            why="QEMU exited $rc without a verdict from the guest (panic? see $dir/qemu.log)"
+        elif ((phase_boots == 0)); then
+            why="the guest never reached /init (no \`kmmtest: boot:\` line; see $dir/serial.log)"
+        fi
+        if ((n > 1)); then
+            if [[ -n $why ]]; then
+                ended="exit $rc"
+            elif ((i < n - 1)); then
+                ended="ended by the guest's reboot"
+            else
+                ended="ended by the guest's verdict"
+            fi
+            log "$name: phase $((i + 1))/$n: kernel $rel: $phase_boots boot(s) in $(elapsed "$t0")s, $ended"
+        fi
+        if [[ -n $why ]]; then
+            PHASE_WHY=$what$why
+            return 0
+        fi
+    done
 }

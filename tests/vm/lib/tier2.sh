@@ -2,14 +2,16 @@
 # Tier 2: systemd guests. Sourced by tests/vm/run.
 #
 # A Debian rootfs from mmdebstrap (minbase + systemd, udev, kmod, iproute2)
-# with the guest kernel's module subset, cached as a raw ext4 image keyed by
-# its inputs; each scenario boots a qcow2 overlay of it. The kernel is the
-# same PVH vmlinux; the base initramfs acts as a stage 1 that mounts the disk
-# and switches to systemd (guest/stage1.sh). What Ignition would write on a
-# node's first boot — the generator's config applied by the real `ignition`
-# binary to an empty directory — is copied onto the root by stage 1 on the
-# first boot only, the way Ignition runs once from the initramfs; systemd then
-# applies the presets Ignition wrote (first boot: /etc/machine-id unset).
+# with the current guest kernel's module subset, cached as a raw ext4 image
+# keyed by its inputs (a scenario that boots another kernel adds that one's
+# with tier2_add_kernel_modules); each scenario boots a qcow2 overlay of it.
+# The kernel is the same PVH vmlinux; the base initramfs acts as a stage 1
+# that mounts the disk and switches to systemd (guest/stage1.sh). What
+# Ignition would write on a node's first boot — the generator's config
+# applied by the real `ignition` binary to an empty directory — is copied
+# onto the root by stage 1 on the first boot only, the way Ignition runs once
+# from the initramfs; systemd then applies the presets Ignition wrote (first
+# boot: /etc/machine-id unset).
 
 IGNITION=/usr/lib/dracut/modules.d/30ignition/ignition
 ROOTFS_PACKAGES=systemd,systemd-sysv,udev,kmod,iproute2
@@ -22,6 +24,10 @@ host_suite() {
 
 build_rootfs() {
     command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed: run tests/setup.d/40-vm.sh"
+    # One rootfs for every scenario: the current kernel's (MODS may be a
+    # larger subset of it, bench/vm.sh); other kernels go in the overlay.
+    [[ $RELEASE == "$CUR_RELEASE" ]] \
+        || die "build_rootfs: the rootfs carries the current kernel's modules ($CUR_RELEASE), not $RELEASE's (use_kernel \"\$CUR_RELEASE\" first)"
     local suite
     suite=$(host_suite)
     ROOTFS_IMG=$CACHE/rootfs/$suite-$(hash_of "$suite" "$ROOTFS_PACKAGES" "$MODS").img
@@ -45,6 +51,22 @@ build_rootfs() {
     mkfs.ext4 -q -F -L root -d "$r" "$tmp/root.img"
     mv "$tmp/root.img" "$ROOTFS_IMG"
     rm -rf "$tmp"
+}
+
+# tier2_add_kernel_modules OVERLAY REL: REL's in-tree module subset (with
+# depmod's indexes) at OVERLAY/usr/lib/modules/REL, for a scenario whose
+# guest boots REL: the rootfs carries the current kernel's only, and stage 1
+# copies the overlay onto the root on the first boot. Built in a subshell:
+# the caller's kernel (RELEASE, MODS…) stays what it was.
+tier2_add_kernel_modules() {
+    local o=$1 rel=$2 subset
+    subset=$(
+        set -e
+        use_kernel "$rel" >&2
+        printf '%s\n' "$MODS"
+    )
+    mkdir -p "$o/usr/lib/modules"
+    cp -a "$subset/lib/modules/$rel" "$o/usr/lib/modules/"
 }
 
 # The generator: KMM_DAY1_GENERATOR, else a build in the target dir.

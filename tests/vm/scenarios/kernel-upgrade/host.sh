@@ -1,39 +1,38 @@
 # shellcheck shell=bash disable=SC2034 # SCN_* are read by lib/scenario.sh
-# A node that ran the previous kernel: its store has that kernel's tree, and
-# the registry has a tag for each kernel. The harness has one Debian kernel
-# (the one linux-image-amd64 depends on; booting a second would mean a second
-# set of headers and test modules), so the "previous kernel" is a release
-# name one ABI below the running one, with its own tree and tag; what the
-# agent must do depends only on the running kernel having no tree.
+# A node upgraded from the previous Debian kernel to the current one, both
+# real builds (lib/build.sh use_kernel): the guest first boots the previous
+# release, whose tree a pull left in the store (the test modules built
+# against that kernel's headers), then reboots into the current one as the
+# MCO would, and the harness boots that next (SCN_KERNELS). The registry has
+# a tag for each kernel, each image built from its own kernel's test modules,
+# so pull must pick the running kernel's.
 SCN_AGENT=1
-SCN_BOOTS=2
+SCN_KERNELS=("$PREV_RELEASE" "$CUR_RELEASE")
+SCN_BOOTS=3
 SCN_DISK_MB=64
 
 scenario_prepare() {
-    local root=$1 disk=$2 out=$3
-    local abi=${RELEASE#*.*.*-}
-    abi=${abi%%-*}
-    local old=${RELEASE%%-"$abi"-*}-$((abi - 1))-${RELEASE#*-"$abi"-}
-    [[ $old != "$RELEASE" ]] || { log "cannot derive a previous release from $RELEASE"; return 1; }
+    local root=$1 disk=$2 out=$3 e=$1/opt/kmmtest/expect
+    [[ $PREV_RELEASE != "$CUR_RELEASE" ]] \
+        || { log "kernel-upgrade: the previous kernel is the current one ($CUR_RELEASE)"; return 1; }
     registry_start "$out/registry"
     SCN_NET_PORT=$REGISTRY_PORT
-    mkdir -p "$root/opt/kmmtest/expect" "$root/etc/kmm-day1"
-    echo "$old" >"$root/opt/kmmtest/expect/old_release"
-    # The previous kernel's image and the tree a pull for it left.
-    kmm_tree "$out/old-src" dummy kmmtest_params kmmtest_fw >/dev/null
-    oci_image "$out/old-src" "$out/oci" "$old"
-    push_image "$out/oci" "$old" kmmtest/dummy >"$root/opt/kmmtest/expect/old_digest"
-    store_tree "$out/old-src" "$disk" kmmtest >/dev/null
-    mv "$disk/kmmtest/$RELEASE" "$disk/kmmtest/$old"
-    local t
-    t=$(readlink "$disk/kmmtest/$old/current")
-    mv "$disk/kmmtest/$old/$t/lib/modules/$RELEASE" "$disk/kmmtest/$old/$t/lib/modules/$old"
-    sed -i "s/\"kernel\":\"$RELEASE\"/\"kernel\":\"$old\"/" "$disk/kmmtest/$old/$t/meta.json"
-    echo "$t" >"$root/opt/kmmtest/expect/old_tree"
-    # The running kernel's image: pushed, never pulled yet.
-    kmm_tree "$out/image-src" dummy kmmtest_params kmmtest_fw >"$root/opt/kmmtest/expect/fw_line"
-    oci_image "$out/image-src" "$out/oci" "$RELEASE"
-    push_image "$out/oci" "$RELEASE" kmmtest/dummy >"$root/opt/kmmtest/expect/digest"
+    mkdir -p "$e" "$root/etc/kmm-day1"
+    # The guest's KMT_RELEASE is `uname -r`: what it should be on each boot.
+    echo "$PREV_RELEASE" >"$e/prev_release"
+    echo "$CUR_RELEASE" >"$e/cur_release"
+    # The previous kernel's image, and the tree a pull for it left on the node.
+    use_kernel "$PREV_RELEASE"
+    kmm_tree "$out/prev-src" dummy kmmtest_params kmmtest_fw >"$e/prev_fw_line"
+    oci_image "$out/prev-src" "$out/oci" "$PREV_RELEASE"
+    push_image "$out/oci" "$PREV_RELEASE" kmmtest/dummy >/dev/null
+    store_tree "$out/prev-src" "$disk" kmmtest >"$e/prev_digest"
+    readlink "$disk/kmmtest/$PREV_RELEASE/current" >"$e/prev_tree"
+    # The current kernel's image: pushed, never pulled yet.
+    use_kernel "$CUR_RELEASE"
+    kmm_tree "$out/cur-src" dummy kmmtest_params kmmtest_fw >"$e/fw_line"
+    oci_image "$out/cur-src" "$out/oci" "$CUR_RELEASE"
+    push_image "$out/oci" "$CUR_RELEASE" kmmtest/dummy >"$e/digest"
     dummy_pull_config "$root" 6 upgraded
     reboot_recorder "$root"
 }
