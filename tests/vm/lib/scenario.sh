@@ -312,6 +312,10 @@ boot_phases() {
             why="the guest reported failures"
         elif ((i < n - 1 && rc == 1)); then
             why="the guest gave its verdict instead of rebooting into the next kernel (${SCN_KERNELS[i + 1]})"
+        elif ((i == n - 1 && rc == 0)); then
+            # The last phase runs with -no-reboot once no more boots are
+            # expected: exit 0 is a reboot nobody asked the guest for.
+            why="the guest rebooted once more than the $SCN_BOOTS boots expected (or panicked; see $dir/serial.log)"
         elif ((i < n - 1 && rc != 0)) || ((i == n - 1 && rc != 1)); then
             why="QEMU exited $rc without a verdict from the guest (panic? see $dir/qemu.log)"
         elif ((phase_boots == 0)); then

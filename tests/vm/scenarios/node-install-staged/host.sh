@@ -12,10 +12,7 @@ SCN_TIER=2
 SCN_AGENT=1
 SCN_KERNELS=("$PREV_RELEASE" "$CUR_RELEASE")
 SCN_BOOTS=2
-if [[ ${KMMTEST_INSTALL_FLOW:-new} == old ]]; then
-    SCN_KERNELS=("$PREV_RELEASE" "$CUR_RELEASE")
-    SCN_BOOTS=3
-fi
+[[ ${KMMTEST_INSTALL_FLOW:-new} != old ]] || SCN_BOOTS=3
 SCN_TIMEOUT=600
 
 scenario_prepare() {
@@ -33,10 +30,6 @@ scenario_prepare() {
     tier2_add_kernel_modules "$o" "$PREV_RELEASE"
     ostree_stand_ins "$o" "$CUR_RELEASE"
     printf '%s\n' "$KMMTEST_TIMELINE" >"$o/opt/kmmtest/timeline.sh"
-    if [[ ${KMMTEST_INSTALL_FLOW:-new} == old ]]; then
-        mkdir -p "$o/etc/systemd/system"
-        ln -sf /dev/null "$o/etc/systemd/system/kmm-day1-pull-staged.service"
-    fi
     cat >"$out/kmmtest.toml" <<TOML
 image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
 modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
@@ -50,6 +43,10 @@ kmmtest_params = ["count=8", "label=staged"]
 insecure = true
 TOML
     tier2_ignition kmmtest "$out/kmmtest.toml" "$o"
+    # After Ignition, which writes the unit file this mask replaces.
+    if [[ ${KMMTEST_INSTALL_FLOW:-new} == old ]]; then
+        ln -sfn /dev/null "$o/etc/systemd/system/kmm-day1-pull-staged.service"
+    fi
 }
 
 scenario_cleanup() {
