@@ -238,21 +238,7 @@ fn reboot_is_requested_once_per_publish_and_guarded() {
         &format!("{CONFIG}[pull]\nafter_pull = \"reboot\"\nmax_reboots_per_kernel = 2\n"),
     );
     // This host must not reboot: a `systemctl` first on PATH records calls.
-    let bin = work.path().join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let calls = work.path().join("systemctl.calls");
-    fs::write(
-        bin.join("systemctl"),
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (calls, path) = systemctl_recorder(work.path());
     let pull = || {
         node.command(&kver, None)
             .env("PATH", &path)

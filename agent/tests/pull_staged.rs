@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -44,20 +43,7 @@ fn world(name: &str, extra: &str) -> Option<World> {
     );
     let root = work.path().join("node");
     fs::create_dir_all(&root).unwrap();
-    let bin = work.path().join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let calls = work.path().join("systemctl.calls");
-    fs::write(
-        bin.join("systemctl"),
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let (calls, path) = systemctl_recorder(work.path());
     Some(World {
         layout: img.layout,
         node,

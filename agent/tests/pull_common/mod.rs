@@ -220,6 +220,28 @@ modules = ["macvtap"]
 firmware_dir = "/firmware"
 "#;
 
+/// A `systemctl` that appends its arguments to `<work>/systemctl.calls`,
+/// and a PATH that finds it first: the host never reboots, and the test
+/// sees every reboot the agent asked for. Returns (calls file, PATH).
+pub fn systemctl_recorder(work: &Path) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let calls = work.join("systemctl.calls");
+    fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    fs::set_permissions(bin.join("systemctl"), fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (calls, path)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

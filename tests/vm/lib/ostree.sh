@@ -133,6 +133,20 @@ KMMTEST_TIMELINE='timeline() {
     kmt_log "timeline: $1 boots=$n guest_seconds=$total"
 }'
 
+# upgrade_scenario VARIANT: the settings and hooks of a node-upgrade-*
+# scenario's host.sh (below: upgrade_prepare).
+# shellcheck disable=SC2034,SC2317 # SCN_* and the hooks are lib/scenario.sh's
+upgrade_scenario() {
+    SCN_TIER=2
+    SCN_AGENT=1
+    SCN_KERNELS=("$PREV_RELEASE" "$CUR_RELEASE")
+    SCN_BOOTS=2
+    SCN_TIMEOUT=600
+    UPGRADE_VARIANT=$1
+    scenario_prepare() { upgrade_prepare "$1" "$3" "$UPGRADE_VARIANT"; }
+    scenario_cleanup() { upgrade_cleanup; }
+}
+
 # upgrade_prepare ROOT OUT VARIANT: the node-upgrade-* scenarios. A node
 # that has joined the cluster (the kubelet's client certificate is there)
 # boots the previous kernel; the registry serves its image and, unless
@@ -163,19 +177,11 @@ upgrade_prepare() {
     tier2_add_kernel_modules "$o" "$PREV_RELEASE"
     ostree_stand_ins "$o" ""
     cp "$VM_DIR/scenarios/node-upgrade-staged/upgrade.sh" "$o/opt/kmmtest/upgrade.sh"
-    cat >"$out/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=9", "label=upgrade"]
-
-[pull]
-insecure = true
-shutdown_timeout_secs = 20
-TOML
+    # The pull scenarios' config, bounded in the shutdown for the
+    # registry-down variant's 20 s assertion.
+    dummy_pull_config "$out/cfg" 9 upgrade
+    echo 'shutdown_timeout_secs = 20' >>"$out/cfg/etc/kmm-day1/kmmtest.toml"
+    mv "$out/cfg/etc/kmm-day1/kmmtest.toml" "$out/kmmtest.toml"
     tier2_ignition kmmtest "$out/kmmtest.toml" "$o"
 }
 

@@ -30,18 +30,8 @@ scenario_prepare() {
     tier2_add_kernel_modules "$o" "$PREV_RELEASE"
     ostree_stand_ins "$o" "$CUR_RELEASE"
     printf '%s\n' "$KMMTEST_TIMELINE" >"$o/opt/kmmtest/timeline.sh"
-    cat >"$out/kmmtest.toml" <<TOML
-image = "10.0.2.100:5000/kmmtest/dummy:\${KERNEL_FULL_VERSION}"
-modules = ["dummy", "kmmtest_params", "kmmtest_fw"]
-in_tree_remove = ["dummy"]
-firmware_dir = "/firmware"
-
-[parameters]
-kmmtest_params = ["count=8", "label=staged"]
-
-[pull]
-insecure = true
-TOML
+    dummy_pull_config "$out/cfg" 8 staged
+    mv "$out/cfg/etc/kmm-day1/kmmtest.toml" "$out/kmmtest.toml"
     tier2_ignition kmmtest "$out/kmmtest.toml" "$o"
     # After Ignition, which writes the unit file this mask replaces.
     if [[ ${KMMTEST_INSTALL_FLOW:-new} == old ]]; then
