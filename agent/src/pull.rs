@@ -256,7 +256,7 @@ pub fn run(run: &RunContext, opts: &Settings) -> Result<ExitCode> {
             _ if !outcome.fresh || no_device.is_some() => {}
             _ if opts.no_reboot => {}
             _ => match cfg.pull.after_pull {
-                AfterPull::Reboot if joined && !cfg.pull.reboot_joined_node => {
+                AfterPull::Reboot if joined && cfg.pull.waits_for_mco_when_joined() => {
                     waiting.push(name.clone())
                 }
                 AfterPull::Reboot => {
@@ -438,7 +438,7 @@ fn pull_config(
     let path = if kver == run.kernel {
         store.pull_state_path(name)
     } else {
-        store.kernel_dir(name, kver).join(store::PULL_STATE)
+        store.staged_pull_state_path(name, kver)
     };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -233,15 +233,16 @@ pub fn run(opts: &cli::StatusOpts) -> Result<ExitCode> {
 /// through `kernel`.
 pub fn collect(ctx: &RunContext, kernel: &Real) -> Result<Report> {
     let boot_id = kernel.boot_id();
+    let node_root = crate::node::root();
     let env = Env {
         config_dir: &ctx.config_dir,
         store: &ctx.store,
         kver: &ctx.kernel,
         kernel: kernel.has_module_sysfs().then_some(kernel),
         boot_id: boot_id.as_deref(),
-        joined: crate::node::joined(&crate::node::root()),
+        joined: crate::node::joined(&node_root),
     };
-    let pending = crate::node::pending(&crate::node::root(), &ctx.kernel);
+    let pending = crate::node::pending(&node_root, &ctx.kernel);
     let configs: Vec<ConfigStatus> = ctx
         .configs
         .iter()
@@ -316,10 +317,9 @@ fn pending_status(
                 "pulled in the shutdown before the reboot into it (kmm-day1-pull-staged.service)"
                     .into(),
         };
-        let last: Option<PullState> =
-            state::load(&env.store.kernel_dir(name, k).join(crate::store::PULL_STATE))
-                .ok()
-                .flatten();
+        let last: Option<PullState> = state::load(&env.store.staged_pull_state_path(name, k))
+            .ok()
+            .flatten();
         if !matches!(cfg.resolve(name, k), Ok(Some(_))) {
             pk.state = "no-mapping";
             pk.message = format!("none: no kernel mapping matches kernel {k}");
@@ -567,11 +567,7 @@ fn config_status(env: &Env<'_>, name: &str, cfg: &NodeConfig) -> ConfigStatus {
                 if q.boots.len() == 1 { "" } else { "s" },
                 q.boots_line()
             )
-        } else if st.state == State::Pulled
-            && env.joined
-            && cfg.pull.after_pull == AfterPull::Reboot
-            && !cfg.pull.reboot_joined_node
-        {
+        } else if st.state == State::Pulled && env.joined && cfg.pull.waits_for_mco_when_joined() {
             "swap at the next reboot the MCO orders: the node has joined the cluster, kmm-day1 does not reboot it (pull.reboot_joined_node)".to_string()
         } else if st.state == State::Pulled {
             after.to_string()

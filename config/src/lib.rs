@@ -195,6 +195,14 @@ pub struct PullOptions {
     pub shutdown_timeout_secs: u32,
 }
 
+impl PullOptions {
+    /// On a node that has joined the cluster, a new tree waits for the
+    /// MCO's next reboot instead of the reboot `after_pull` would ask for.
+    pub fn waits_for_mco_when_joined(&self) -> bool {
+        self.after_pull == AfterPull::Reboot && !self.reboot_joined_node
+    }
+}
+
 /// `pull.shutdown_timeout_secs` bounds: the unit's `TimeoutStopSec=` is
 /// 1260 s, and systemd's reboot.target gives the whole shutdown 30 min.
 pub const SHUTDOWN_TIMEOUT_RANGE: std::ops::RangeInclusive<u32> = 10..=1200;

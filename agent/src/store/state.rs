@@ -403,6 +403,13 @@ impl Store {
         self.config_dir(name).join(PULL_STATE)
     }
 
+    /// `<root>/<name>/<kver>/pull.json`: the last pull for `kver` while it
+    /// was a staged (not yet running) kernel; written by `pull --staged`,
+    /// read by `status`.
+    pub fn staged_pull_state_path(&self, name: &str, kver: &str) -> std::path::PathBuf {
+        self.kernel_dir(name, kver).join(PULL_STATE)
+    }
+
     pub fn replace_state_path(&self, name: &str) -> std::path::PathBuf {
         self.config_dir(name).join(REPLACE_STATE)
     }
